@@ -1,0 +1,128 @@
+"""The ASGI application: both dialects over one core, errors rendered in each dialect's envelope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alexandria.api.dust import errors as dust_errors
+from alexandria.api.dust.routes import router as dust_router
+from alexandria.api.errors import DialectError
+from alexandria.config import Settings
+from alexandria.errors import AlexandriaError
+from alexandria.services.core import Core
+
+log = logging.getLogger(__name__)
+
+
+def _dialect_error(path: str, status: int, type_: str, message: str) -> JSONResponse:
+    # Only the Dust dialect exists so far; every path gets Dust's envelope.
+    del path
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413 before any handler reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = _dialect_error(
+            scope.get("path", ""), 413, "content_too_large", f"Request body exceeds {self.limit} bytes."
+        )
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, core: Core | None = None) -> FastAPI:
+    owned = core is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            app.state.core.close()
+
+    app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
+    app.state.core = core or Core(settings)
+    app.include_router(dust_router)
+
+    @app.exception_handler(DialectError)
+    async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(AlexandriaError)
+    async def on_domain_error(request: Request, exc: AlexandriaError) -> JSONResponse:
+        err = dust_errors.from_domain(exc)
+        if err.status >= 500:
+            log.error("domain error on %s: %s", request.url.path, exc)
+        return JSONResponse(err.body, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _dialect_error(request.url.path, 400, "invalid_request_error", f"Invalid request: {exc.errors()}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return _dialect_error(
+                request.url.path, 405, "method_not_supported_error", "The method passed is not supported."
+            )
+        if exc.status_code == 404:
+            return _dialect_error(request.url.path, 404, "not_found", "The requested route does not exist.")
+        return _dialect_error(request.url.path, exc.status_code, "invalid_request_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _dialect_error(request.url.path, 500, "internal_server_error", f"Unhandled internal server error: {exc}")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    limited: Any = BodyLimit(app, int(settings.max_body_mb * 1024 * 1024))
+    app.state.asgi = limited
+    return app
+
+
+def create_asgi(settings: Settings, core: Core | None = None) -> ASGIApp:
+    """The app wrapped in the body-size limit (what servers and tests should run)."""
+    app = create_app(settings, core)
+    asgi: ASGIApp = app.state.asgi
+    return asgi

@@ -1,0 +1,46 @@
+"""Dust's error envelope ``{"error": {"type", "message"[, "data_source_error"]}}`` and the mapping of domain codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alexandria.api.errors import DialectError
+from alexandria.errors import AlexandriaError
+
+# domain code -> (HTTP status, Dust error type)
+_BY_CODE: dict[str, tuple[int, str]] = {
+    "not_authenticated": (401, "not_authenticated"),
+    "invalid_api_key": (401, "invalid_api_key_error"),
+    "workspace_auth_error": (401, "workspace_auth_error"),
+    "workspace_not_found": (404, "workspace_not_found"),
+    "space_not_found": (404, "space_not_found"),
+    "data_source_not_found": (404, "data_source_not_found"),
+    "data_source_auth_error": (403, "data_source_auth_error"),
+    "document_too_large": (403, "data_source_quota_error"),
+    "invalid_top_k": (400, "data_source_error"),
+    "embedding_failed": (500, "internal_server_error"),
+    "storage_error": (500, "internal_server_error"),
+}
+_BY_CLASS: dict[str, tuple[int, str]] = {
+    "InvalidRequest": (400, "invalid_request_error"),
+    "ChunkingFailed": (400, "invalid_request_error"),
+    "AlreadyExists": (400, "invalid_request_error"),
+    "NotFound": (404, "invalid_request_error"),
+    "QuotaExceeded": (403, "data_source_quota_error"),
+    "PermissionDenied": (403, "data_source_auth_error"),
+    "Unauthenticated": (401, "not_authenticated"),
+}
+
+
+def dust_error(status: int, type_: str, message: str, data_source_error: dict[str, str] | None = None) -> DialectError:
+    err: dict[str, Any] = {"type": type_, "message": message}
+    if data_source_error is not None:
+        err["data_source_error"] = data_source_error
+    return DialectError(status, {"error": err})
+
+
+def from_domain(exc: AlexandriaError) -> DialectError:
+    status, type_ = _BY_CODE.get(exc.code) or _BY_CLASS.get(type(exc).__name__) or (500, "internal_server_error")
+    if type_ == "data_source_error":
+        return dust_error(status, type_, exc.message, {"code": exc.code, "message": exc.message})
+    return dust_error(status, type_, exc.message)

@@ -1,0 +1,303 @@
+"""The ``alexandria`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from alexandria.config import Settings
+from alexandria.domain.filters import FilterSet
+from alexandria.domain.models import Role, SearchMode
+from alexandria.errors import AlexandriaError
+from alexandria.ingest.chunkers import Section
+from alexandria.services.core import Core
+from alexandria.services.documents import UpsertRequest
+
+F = TypeVar("F", bound=Callable[..., Any])
+err = Console(stderr=True)
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
+
+
+def data_dir_option(fn: F) -> F:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Data directory (default: $ALEXANDRIA_DATA_DIR or ./data).",
+    )(fn)
+
+
+def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+@contextmanager
+def open_core(settings: Settings) -> Iterator[Core]:
+    core = Core(settings)
+    try:
+        yield core
+    finally:
+        core.close()
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    sys.exit(1)
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@click.group()
+@click.version_option("0.1.0", prog_name="alexandria")
+def main() -> None:
+    """Alexandria: a self-hosted knowledge-base server (Dust and Dify APIs over one core)."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 8000).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: str) -> None:
+    """Start the HTTP server on the embedded store."""
+    import uvicorn
+
+    from alexandria.api.app import create_asgi
+
+    settings = settings_for(data_dir, host=host, port=port)
+    core = Core(settings)
+    err.print(f"loading embedder [bold]{core.embedders.default_name()}[/bold] ...")
+    core.embedders.get(core.embedders.default_name())
+    err.print(f"serving {settings.resolved_database_url()} on http://{settings.host}:{settings.port}")
+    try:
+        uvicorn.run(create_asgi(settings, core), host=settings.host, port=settings.port, log_level=log_level)
+    finally:
+        core.close()
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@data_dir_option
+@click.option("--workspace", required=True, help="Workspace id (created with its global space if missing).")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.BUILDER.value, show_default=True)
+@click.option("--name", default="", help="A label for the key.")
+def keys_create(data_dir: Path | None, workspace: str, role: str, name: str) -> None:
+    """Create an API key and print it (last line of output; it is not shown again)."""
+    with open_core(settings_for(data_dir)) as core:
+        try:
+            ws, _ = core.catalog.ensure_workspace(workspace)
+            key, secret = core.keys.create(ws, Role(role), name)
+        except AlexandriaError as exc:
+            fail(exc.message)
+        err.print(f"created {key.role.value} key {key.prefix}… for workspace {ws.sid}")
+        click.echo(secret)
+
+
+@main.group()
+def datasources() -> None:
+    """Manage data sources."""
+
+
+@datasources.command("create")
+@data_dir_option
+@click.option("--workspace", required=True)
+@click.option("--description", default=None)
+@click.option("--embedder", default=None, help="minilm (default), minilm-int8 or openai/<model>.")
+@click.option("--chunk-size", type=int, default=None, help="Chunk size in model tokens (default: model limit).")
+@click.argument("name")
+def datasources_create(
+    data_dir: Path | None,
+    workspace: str,
+    description: str | None,
+    embedder: str | None,
+    chunk_size: int | None,
+    name: str,
+) -> None:
+    """Create a data source in the workspace's global space; prints its id (last line)."""
+    with open_core(settings_for(data_dir)) as core:
+        try:
+            ws, _ = core.catalog.ensure_workspace(workspace)
+            ds = core.catalog.create_data_source(
+                ws, name, description=description, embedder=embedder, chunk_size=chunk_size
+            )
+        except AlexandriaError as exc:
+            fail(exc.message)
+        err.print(f"created data source {ds.name!r} ({ds.embedder}, {ds.dim}-d, chunks of {ds.chunk_size} tokens)")
+        click.echo(ds.sid)
+
+
+@datasources.command("list")
+@data_dir_option
+@click.option("--workspace", required=True)
+def datasources_list(data_dir: Path | None, workspace: str) -> None:
+    """List the workspace's data sources."""
+    with open_core(settings_for(data_dir)) as core:
+        try:
+            ws = core.catalog.workspace(workspace)
+        except AlexandriaError as exc:
+            fail(exc.message)
+        for ds in core.store.list_data_sources(ws.id, None):
+            click.echo(f"{ds.sid}\t{ds.name}\t{ds.embedder}\t{ds.chunk_size}")
+
+
+def _files(paths: tuple[Path, ...]) -> list[tuple[Path, Path]]:
+    """``(file, base)`` for every text file under the given paths."""
+    found: list[tuple[Path, Path]] = []
+    for p in paths:
+        if p.is_dir():
+            found += [(f, p) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES]
+        elif p.is_file():
+            found.append((p, p.parent))
+    return found
+
+
+@main.command()
+@data_dir_option
+@click.option("--workspace", required=True)
+@click.option("--data-source", "data_source", required=True, help="Data source id or name.")
+@click.option("--tag", "tags", multiple=True, help="Tag added to every document (repeatable).")
+@click.option("--batch", type=int, default=64, show_default=True, help="Documents embedded together.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def ingest(
+    data_dir: Path | None, workspace: str, data_source: str, tags: tuple[str, ...], batch: int, paths: tuple[Path, ...]
+) -> None:
+    """Ingest text files (txt, md, ...; directories recursively). The document id is the path relative to the
+    argument it was found under."""
+    files = _files(paths)
+    if not files:
+        fail("no text files found")
+    with open_core(settings_for(data_dir)) as core:
+        try:
+            ws = core.catalog.workspace(workspace)
+            ds = core.catalog.data_source(ws, data_source)
+        except AlexandriaError as exc:
+            fail(exc.message)
+        stored = unchanged = failed = 0
+        with progress() as bar:
+            task = bar.add_task("ingesting", total=len(files))
+            for start in range(0, len(files), batch):
+                part = files[start : start + batch]
+                reqs = []
+                for f, base in part:
+                    text = f.read_text(encoding="utf-8", errors="replace")
+                    doc_id = f.relative_to(base).as_posix()
+                    reqs.append(
+                        UpsertRequest(
+                            document_id=doc_id,
+                            section=Section(None, text, ()),
+                            title=f.stem,
+                            mime_type="text/markdown" if f.suffix.lower() in {".md", ".markdown"} else "text/plain",
+                            tags=tags,
+                            timestamp=f.stat().st_mtime * 1000,
+                        )
+                    )
+                for (f, _), result in zip(
+                    part, core.documents.upsert_many(ds, reqs, int(time.time() * 1000)), strict=True
+                ):
+                    if isinstance(result, AlexandriaError):
+                        failed += 1
+                        err.print(f"[yellow]skipped[/yellow] {f}: {result.message}")
+                    elif result.changed:
+                        stored += 1
+                    else:
+                        unchanged += 1
+                bar.advance(task, len(part))
+        err.print(f"{stored} stored, {unchanged} unchanged, {failed} failed")
+        if failed:
+            sys.exit(1)
+
+
+@main.command()
+@data_dir_option
+@click.option("--workspace", required=True)
+@click.option("--data-source", "data_source", required=True)
+@click.option("--mode", type=click.Choice([m.value for m in SearchMode]), default="hybrid", show_default=True)
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.argument("query")
+def search(data_dir: Path | None, workspace: str, data_source: str, mode: str, top_k: int, query: str) -> None:
+    """Search a data source; prints one JSON line per document hit."""
+    from alexandria.services.search import SearchRequest
+
+    with open_core(settings_for(data_dir)) as core:
+        try:
+            ws = core.catalog.workspace(workspace)
+            ds = core.catalog.data_source(ws, data_source)
+            results = core.search.search(ds, SearchRequest(query, top_k, SearchMode(mode), FilterSet()))
+        except AlexandriaError as exc:
+            fail(exc.message)
+        for r in results:
+            best = r.chunks[0] if r.chunks else None
+            click.echo(
+                json.dumps(
+                    {
+                        "document_id": r.document.document_id,
+                        "title": r.document.title,
+                        "score": None if best is None or best.score is None else round(best.score, 4),
+                        "text": best.text[:200] if best else "",
+                    },
+                    ensure_ascii=False,
+                )
+            )
+
+
+@main.command("eval")
+@data_dir_option
+@click.option("--alpha", type=float, default=None, help="Hybrid vector weight (default: settings).")
+@click.option("--fusion", type=click.Choice(["convex", "rrf"]), default=None)
+@click.option("--embedder", default=None, help="Embedder for the evaluation data source.")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def eval_command(
+    data_dir: Path | None, alpha: float | None, fusion: str | None, embedder: str | None, dataset_dir: Path
+) -> None:
+    """Ingest a BEIR-layout set into a fresh data source and print nDCG@10, Recall@10, Recall@100 and MRR for
+    keyword, vector and hybrid search (one JSON object, last line). Re-running reuses an identical ingest."""
+    from alexandria import evaluation
+
+    settings = settings_for(data_dir, hybrid_alpha=alpha, fusion=fusion)
+    data = evaluation.load_beir(dataset_dir)
+    with open_core(settings) as core:
+        ws, _ = core.catalog.ensure_workspace("eval")
+        name = f"beir-{dataset_dir.resolve().name}-{embedder or core.embedders.default_name()}".replace("/", "-")
+        ds = core.store.get_data_source(ws.id, name) or core.catalog.create_data_source(ws, name, embedder=embedder)
+        t0 = time.perf_counter()
+        with progress() as bar:
+            task = bar.add_task("embedding", total=None)
+            stored = evaluation.ingest_corpus(core, ds, data, 1, on_embedded=lambda n: bar.advance(task, n))
+        ingest_s = time.perf_counter() - t0
+        err.print(f"{stored} documents ready in {ingest_s:.1f}s; {len(data.qrels)} judged queries")
+        modes = [SearchMode.KEYWORD, SearchMode.VECTOR, SearchMode.HYBRID]
+        with progress() as bar:
+            task = bar.add_task("querying", total=len(modes) * len(data.qrels))
+            result = evaluation.evaluate(core, ds, data, modes, on_query=lambda: bar.advance(task))
+        click.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Settings: one typed object built at start-up from flags and ``ALEXANDRIA_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of Alexandria. Each field is documented; ``tests/unit/test_config.py`` checks the README lists
+    them all (as ``ALEXANDRIA_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALEXANDRIA_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Directory holding the SQLite database and vector indexes.")
+    database_url: str | None = Field(
+        None, description="Store URL; default `sqlite:///<data_dir>/alexandria.db` (the embedded store)."
+    )
+    host: str = Field("127.0.0.1", description="Address `alexandria serve` listens on.")
+    port: int = Field(8000, description="Port `alexandria serve` listens on.")
+
+    embedder: Literal["minilm", "openai"] = Field(
+        "minilm",
+        description="Embedding model: `minilm` (all-MiniLM-L6-v2 on ONNX Runtime, local) or `openai` "
+        "(any OpenAI-compatible `/v1/embeddings` endpoint).",
+    )
+    embedder_threads: int | None = Field(None, description="ONNX Runtime intra-op threads (default: all cores).")
+    embedder_quantize: bool = Field(
+        False, description="Run the local model with dynamic int8 quantization (faster, slightly less accurate)."
+    )
+    embed_batch_size: int = Field(32, description="Texts per embedding batch.")
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="Base URL (including `/v1`) of the OpenAI-compatible embedder."
+    )
+    openai_api_key: str | None = Field(None, description="Bearer key for the OpenAI-compatible embedder.")
+    openai_model: str = Field("text-embedding-3-small", description="Model name sent to the HTTP embedder.")
+    openai_dim: int = Field(1536, description="Dimension of the HTTP embedder's vectors.")
+    openai_max_tokens: int = Field(
+        512, description="Chunk size (tokens) for data sources created with the HTTP embedder."
+    )
+
+    chunk_size: int | None = Field(
+        None,
+        description="Default chunk size in model tokens for new data sources (default: the model's own input "
+        "limit, 254 word pieces for all-MiniLM-L6-v2). Stored per data source.",
+    )
+    max_document_mb: float = Field(
+        10.0, description="Largest document text accepted (MiB of characters); larger upserts get a quota error."
+    )
+    max_body_mb: float = Field(16.0, description="Largest HTTP request body (MiB); larger requests get 413.")
+
+    hybrid_alpha: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the vector signal in hybrid search (convex combination of normalised scores).",
+    )
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex", description="Hybrid fusion: `convex` (normalised score combination) or `rrf` (reciprocal rank)."
+    )
+    hybrid_candidates: int = Field(100, description="Candidates taken from each signal before hybrid fusion.")
+    exact_search_max_candidates: int = Field(
+        20000,
+        description="Filtered vector searches whose candidate set has at most this many chunks use exact search "
+        "instead of HNSW.",
+    )
+    hnsw_connectivity: int = Field(16, description="HNSW graph degree (M).")
+    hnsw_expansion_add: int = Field(128, description="HNSW efConstruction.")
+    hnsw_expansion_search: int = Field(128, description="HNSW ef at query time.")
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'alexandria.db'}"

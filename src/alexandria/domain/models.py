@@ -1,0 +1,122 @@
+"""Domain objects. Plain dataclasses: no HTTP, no SQL."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class SpaceKind(enum.StrEnum):
+    GLOBAL = "global"
+    REGULAR = "regular"
+    SYSTEM = "system"
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    BUILDER = "builder"
+    USER = "user"
+    SYSTEM = "system"
+
+
+class SearchMode(enum.StrEnum):
+    KEYWORD = "keyword"
+    VECTOR = "vector"
+    HYBRID = "hybrid"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: int
+    sid: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Space:
+    id: int
+    sid: str
+    workspace_id: int
+    kind: SpaceKind
+    name: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class DataSource:
+    id: int
+    sid: str
+    workspace_id: int
+    space_id: int
+    name: str
+    description: str | None
+    created_at: int
+    embedder: str
+    dim: int
+    chunk_size: int
+    core_id: str  # opaque hex id, Dust's `dustAPIDataSourceId`
+    connector_provider: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    workspace_id: int
+    name: str
+    role: Role
+    prefix: str
+    created_at: int
+    disabled: bool = False
+
+    @property
+    def is_system(self) -> bool:
+        return self.role is Role.SYSTEM
+
+
+@dataclass(frozen=True)
+class Document:
+    pk: int
+    data_source_id: int
+    document_id: str
+    title: str
+    mime_type: str
+    source_url: str | None
+    timestamp: int
+    tags: tuple[str, ...]
+    parents: tuple[str, ...]
+    parent_id: str | None
+    hash: str
+    text_size: int
+    chunk_count: int
+    token_count: int
+    created: int
+    text: str | None = None  # loaded only on request
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """One retrieved chunk with every signal's score (None where the signal was not computed)."""
+
+    chunk_pk: int
+    document_pk: int
+    offset: int
+    text: str
+    hash: str
+    score: float | None
+    keyword_score: float | None = None
+    vector_score: float | None = None
+    expanded_offsets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DocumentHits:
+    """A document and the chunks of it that a search retrieved, best first."""
+
+    document: Document
+    chunks: list[ChunkHit] = field(default_factory=list)
+
+    @property
+    def best_score(self) -> float | None:
+        return self.chunks[0].score if self.chunks else None

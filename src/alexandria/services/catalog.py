@@ -1,0 +1,71 @@
+"""Workspaces, spaces and data sources."""
+
+from __future__ import annotations
+
+import re
+
+from alexandria.config import Settings
+from alexandria.domain.models import DataSource, Space, Workspace
+from alexandria.errors import InvalidRequest, NotFound
+from alexandria.services.embedders import EmbedderRegistry
+from alexandria.storage.base import Store
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
+
+
+class CatalogService:
+    def __init__(self, store: Store, embedders: EmbedderRegistry, settings: Settings) -> None:
+        self.store = store
+        self.embedders = embedders
+        self.settings = settings
+
+    def ensure_workspace(self, sid: str, name: str | None = None) -> tuple[Workspace, Space]:
+        """Get or create workspace ``sid`` and its global space."""
+        if not _NAME.match(sid) or " " in sid:
+            raise InvalidRequest(f"invalid workspace id {sid!r}: use letters, digits, '.', '_' or '-'")
+        ws = self.store.get_workspace(sid) or self.store.create_workspace(sid, name or sid)
+        return ws, self.store.ensure_global_space(ws)
+
+    def workspace(self, sid: str) -> Workspace:
+        ws = self.store.get_workspace(sid)
+        if ws is None:
+            raise NotFound("The workspace was not found.", code="workspace_not_found")
+        return ws
+
+    def create_data_source(
+        self,
+        workspace: Workspace,
+        name: str,
+        *,
+        space: Space | None = None,
+        description: str | None = None,
+        embedder: str | None = None,
+        chunk_size: int | None = None,
+    ) -> DataSource:
+        if not _NAME.match(name):
+            raise InvalidRequest(
+                f"invalid data source name {name!r}: 1-128 letters, digits, spaces, '.', '_' or '-'",
+                code="invalid_data_source_name",
+            )
+        space = space or self.store.ensure_global_space(workspace)
+        embedder_name = embedder or self.embedders.default_name()
+        model = self.embedders.get(embedder_name)
+        size = chunk_size or self.settings.chunk_size or model.max_tokens
+        if size < 16 or size > model.max_tokens:
+            raise InvalidRequest(
+                f"chunk size must be between 16 and the model's limit of {model.max_tokens} tokens",
+                code="invalid_chunk_size",
+            )
+        return self.store.create_data_source(workspace.id, space.id, name, description, embedder_name, model.dim, size)
+
+    def data_source(self, workspace: Workspace, sid_or_name: str, space: Space | None = None) -> DataSource:
+        ds = self.store.get_data_source(workspace.id, sid_or_name)
+        if ds is None or (space is not None and ds.space_id != space.id):
+            raise NotFound("The data source you requested was not found.", code="data_source_not_found")
+        return ds
+
+    def space(self, workspace: Workspace, sid: str) -> Space:
+        space = self.store.get_space(workspace.id, sid)
+        if space is None:
+            raise NotFound("The space you requested was not found.", code="space_not_found")
+        return space

@@ -1,0 +1,26 @@
+"""The core: services over one store, built from Settings. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+from alexandria.config import Settings
+from alexandria.services.catalog import CatalogService
+from alexandria.services.documents import DocumentService
+from alexandria.services.embedders import EmbedderRegistry
+from alexandria.services.keys import KeyService
+from alexandria.services.search import SearchService
+from alexandria.storage.base import Store
+from alexandria.storage.registry import open_store
+
+
+class Core:
+    def __init__(self, settings: Settings, store: Store | None = None, embedders: EmbedderRegistry | None = None):
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.embedders = embedders or EmbedderRegistry(settings)
+        self.keys = KeyService(self.store)
+        self.catalog = CatalogService(self.store, self.embedders, settings)
+        self.documents = DocumentService(self.store, self.embedders, settings)
+        self.search = SearchService(self.store, self.embedders, settings)
+
+    def close(self) -> None:
+        self.store.close()

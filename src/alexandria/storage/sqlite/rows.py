@@ -1,0 +1,100 @@
+"""Row <-> domain object mapping and id generation for the SQLite store."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import string
+import time
+
+from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, Workspace
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_sid(prefix: str) -> str:
+    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+WORKSPACE_COLS = "id, sid, name, created_at"
+SPACE_COLS = "id, sid, workspace_id, kind, name, created_at, updated_at"
+DATA_SOURCE_COLS = (
+    "id, sid, workspace_id, space_id, name, description, created_at, embedder, dim, chunk_size, core_id, "
+    "connector_provider"
+)
+API_KEY_COLS = "id, workspace_id, name, role, prefix, created_at, disabled_at"
+DOCUMENT_COLS = (
+    "id, data_source_id, document_id, title, mime_type, source_url, timestamp, tags, parents, parent_id, hash, "
+    "text_size, chunk_count, token_count, created"
+)
+
+
+def workspace(row: sqlite3.Row | tuple[object, ...]) -> Workspace:
+    return Workspace(id=int(str(row[0])), sid=str(row[1]), name=str(row[2]), created_at=int(str(row[3])))
+
+
+def space(row: tuple[object, ...]) -> Space:
+    return Space(
+        id=int(str(row[0])),
+        sid=str(row[1]),
+        workspace_id=int(str(row[2])),
+        kind=SpaceKind(str(row[3])),
+        name=str(row[4]),
+        created_at=int(str(row[5])),
+        updated_at=int(str(row[6])),
+    )
+
+
+def data_source(row: tuple[object, ...]) -> DataSource:
+    return DataSource(
+        id=int(str(row[0])),
+        sid=str(row[1]),
+        workspace_id=int(str(row[2])),
+        space_id=int(str(row[3])),
+        name=str(row[4]),
+        description=None if row[5] is None else str(row[5]),
+        created_at=int(str(row[6])),
+        embedder=str(row[7]),
+        dim=int(str(row[8])),
+        chunk_size=int(str(row[9])),
+        core_id=str(row[10]),
+        connector_provider=None if row[11] is None else str(row[11]),
+    )
+
+
+def api_key(row: tuple[object, ...]) -> ApiKey:
+    return ApiKey(
+        id=int(str(row[0])),
+        workspace_id=int(str(row[1])),
+        name=str(row[2]),
+        role=Role(str(row[3])),
+        prefix=str(row[4]),
+        created_at=int(str(row[5])),
+        disabled=row[6] is not None,
+    )
+
+
+def document(row: tuple[object, ...], text: str | None = None) -> Document:
+    return Document(
+        pk=int(str(row[0])),
+        data_source_id=int(str(row[1])),
+        document_id=str(row[2]),
+        title=str(row[3]),
+        mime_type=str(row[4]),
+        source_url=None if row[5] is None else str(row[5]),
+        timestamp=int(str(row[6])),
+        tags=tuple(json.loads(str(row[7]))),
+        parents=tuple(json.loads(str(row[8]))),
+        parent_id=None if row[9] is None else str(row[9]),
+        hash=str(row[10]),
+        text_size=int(str(row[11])),
+        chunk_count=int(str(row[12])),
+        token_count=int(str(row[13])),
+        created=int(str(row[14])),
+        text=text,
+    )

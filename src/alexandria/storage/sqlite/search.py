@@ -1,0 +1,180 @@
+"""Keyword (FTS5 BM25) and vector (HNSW or exact) search for the SQLite store, with filters compiled to SQL."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from alexandria.domain.filters import DocumentFilter, FilterSet
+from alexandria.domain.models import DataSource
+from alexandria.ingest.base import Vectors
+from alexandria.storage.base import ScoredId
+from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.vectors import VectorIndexes
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_TERMS = 64
+
+
+def fts_match_expression(query: str) -> str | None:
+    """An FTS5 expression OR-ing the query's distinct words, each quoted (so no FTS syntax leaks through)."""
+    terms: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        if word not in terms:
+            terms.append(word)
+        if len(terms) == MAX_QUERY_TERMS:
+            break
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _in_list(column: str, values: tuple[str, ...], table: str, negate: bool, params: list[object]) -> str:
+    if not values:
+        return "1" if negate else "0"
+    params.append(json.dumps(list(values)))
+    op = "NOT IN" if negate else "IN"
+    key = "tag" if table == "document_tags" else "parent"
+    return f"{column} {op} (SELECT document_pk FROM {table} WHERE {key} IN (SELECT value FROM json_each(?)))"
+
+
+def compile_filter(flt: DocumentFilter, doc: str, params: list[object]) -> list[str]:
+    """SQL conditions over the documents alias ``doc`` (parameters appended to ``params``)."""
+    col = f"{doc}.id"
+    conds: list[str] = []
+    if flt.tags_in is not None:
+        conds.append(_in_list(col, flt.tags_in, "document_tags", False, params))
+    if flt.tags_not is not None:
+        conds.append(_in_list(col, flt.tags_not, "document_tags", True, params))
+    if flt.parents_in is not None:
+        conds.append(_in_list(col, flt.parents_in, "document_parents", False, params))
+    if flt.parents_not is not None:
+        conds.append(_in_list(col, flt.parents_not, "document_parents", True, params))
+    if flt.timestamp_gt is not None:
+        conds.append(f"{doc}.timestamp >= ?")
+        params.append(flt.timestamp_gt)
+    if flt.timestamp_lt is not None:
+        conds.append(f"{doc}.timestamp <= ?")
+        params.append(flt.timestamp_lt)
+    return conds
+
+
+def compile_filters(filters: FilterSet, doc: str, params: list[object]) -> str:
+    conds: list[str] = []
+    for flt in filters.filters:
+        conds += compile_filter(flt, doc, params)
+    return " AND ".join(conds) if conds else "1"
+
+
+class SqliteSearch:
+    """Search half of :class:`SqliteStore` (kept apart to keep modules small)."""
+
+    db: Database
+    vectors: VectorIndexes
+    exact_max: int
+
+    def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
+        raise NotImplementedError
+
+    def keyword_search(self, ds: DataSource, query: str, filters: FilterSet, k: int) -> list[ScoredId]:
+        expr = fts_match_expression(query)
+        if expr is None or k <= 0:
+            return []
+        fts = quote_ident(f"fts_{int(ds.id)}")
+        params: list[object] = [expr]
+        if filters.is_empty():
+            sql = f"SELECT rowid, -bm25({fts}) FROM {fts} WHERE {fts} MATCH ? ORDER BY rank LIMIT ?"
+        else:
+            where = compile_filters(filters, "d", params)
+            sql = (
+                f"SELECT f.rowid, -bm25({fts}) FROM {fts} f JOIN chunks c ON c.id = f.rowid "
+                f"JOIN documents d ON d.id = c.document_pk WHERE {fts} MATCH ? AND {where} ORDER BY rank LIMIT ?"
+            )
+        params.append(k)
+        return [ScoredId(int(r[0]), float(r[1])) for r in self.db.read().execute(sql, params)]
+
+    def keyword_scores(self, ds: DataSource, query: str, chunk_pks: Sequence[int]) -> dict[int, float]:
+        expr = fts_match_expression(query)
+        if expr is None or not chunk_pks:
+            return {}
+        fts = quote_ident(f"fts_{int(ds.id)}")
+        cur = self.db.read().execute(
+            f"SELECT rowid, -bm25({fts}) FROM {fts} WHERE {fts} MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
+            (expr, json.dumps(list(chunk_pks))),
+        )
+        return {int(r[0]): float(r[1]) for r in cur}
+
+    def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
+        if not chunk_pks:
+            return {}
+        ids, mat = self.chunk_vectors(chunk_pks, ds.dim)
+        scores = mat @ vector.reshape(-1).astype(np.float32)
+        return {pk: float(s) for pk, s in zip(ids, scores, strict=True)}
+
+    def _exact(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int], k: int) -> list[ScoredId]:
+        scored = self.vector_scores(ds, vector, chunk_pks)
+        best = sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [ScoredId(pk, s) for pk, s in best]
+
+    def _ensure_index(self, ds: DataSource) -> None:
+        index = self.vectors.get(ds.id, ds.dim)
+        with index.lock:
+            row = self.db.read().execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+            version = int(row[0]) if row else 0
+            if index.version != version:
+                with self.db.snapshot() as conn:
+                    row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+                    index.reconcile(conn, ds.id, int(row[0]) if row else 0)
+
+    def vector_search(self, ds: DataSource, vector: Vectors, filters: FilterSet, k: int) -> list[ScoredId]:
+        if k <= 0:
+            return []
+        query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
+        if filters.is_empty():
+            self._ensure_index(ds)
+            index = self.vectors.get(ds.id, ds.dim)
+            with index.lock:
+                ids, scores = index.search(query, k)
+            return [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+        params: list[object] = [ds.id]
+        where = compile_filters(filters, "d", params)
+        candidates = [
+            int(r[0])
+            for r in self.db.read().execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_pk "
+                f"WHERE c.data_source_id = ? AND {where}",
+                params,
+            )
+        ]
+        if len(candidates) <= self.exact_max:
+            return self._exact(ds, query, candidates, k)
+        # Broad filter: HNSW with oversampling, post-filtered; widen until k hits survive, else go exact.
+        self._ensure_index(ds)
+        index = self.vectors.get(ds.id, ds.dim)
+        allowed = set(candidates)
+        total = max(len(index), 1)
+        want = min(total, math.ceil(k * total / len(candidates) * 2) + k)
+        while True:
+            with index.lock:
+                ids, scores = index.search(query, want)
+            hits = [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if int(i) in allowed]
+            if len(hits) >= k or want >= total:
+                return hits[:k]
+            if want * 4 >= total:
+                return self._exact(ds, query, candidates, k)
+            want *= 4
+
+    def latest_documents(self, ds: DataSource, filters: FilterSet, limit: int) -> list[int]:
+        params: list[object] = [ds.id]
+        where = compile_filters(filters, "d", params)
+        params.append(limit)
+        cur = self.db.read().execute(
+            f"SELECT d.id FROM documents d WHERE d.data_source_id = ? AND {where} "
+            "ORDER BY d.timestamp DESC, d.id DESC LIMIT ?",
+            params,
+        )
+        return [int(r[0]) for r in cur]

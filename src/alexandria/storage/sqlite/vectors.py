@@ -1,0 +1,161 @@
+"""The ANN cache of the embedded store: one usearch HNSW index per data source, persisted beside the database.
+
+The database is the source of truth (every chunk row carries its vector). An index file is a cache: it records the
+data source's ``vector_version`` it reflects, and whenever that differs from the database (a crash, another process
+wrote, a file is missing or corrupt) the index is reconciled by id set difference: chunk ids are never reused, so
+"ids in the database but not the index" are added and "ids in the index but not the database" are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from usearch.index import Index
+
+from alexandria.ingest.base import Vectors
+
+log = logging.getLogger(__name__)
+
+IdArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 128
+
+
+def vectors_from_blobs(blobs: list[bytes], dim: int) -> Vectors:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+class DataSourceIndex:
+    """The HNSW index of one data source and the ``vector_version`` it reflects."""
+
+    def __init__(self, path: Path, dim: int, params: HnswParams) -> None:
+        self.path = path
+        self.meta_path = path.with_suffix(".json")
+        self.dim = dim
+        self.params = params
+        self.lock = threading.RLock()
+        self.version = -1
+        self.dirty = False
+        self.index = self._new()
+
+    def _new(self) -> Index:
+        return Index(
+            ndim=self.dim,
+            metric="ip",
+            dtype="f32",
+            connectivity=self.params.connectivity,
+            expansion_add=self.params.expansion_add,
+            expansion_search=self.params.expansion_search,
+        )
+
+    def load(self) -> None:
+        if not (self.path.exists() and self.meta_path.exists()):
+            return
+        try:
+            meta = json.loads(self.meta_path.read_text())
+            index = self._new()
+            index.load(str(self.path))
+            if int(meta["dim"]) != self.dim or index.ndim != self.dim:
+                raise ValueError("dimension mismatch")
+            self.index = index
+            self.version = int(meta["version"])
+        except Exception as exc:  # a corrupt cache is rebuilt from the database
+            log.warning("discarding vector index %s: %s", self.path, exc)
+            self.index = self._new()
+            self.version = -1
+
+    def save(self) -> None:
+        with self.lock:
+            if not self.dirty:
+                return
+            tmp = self.path.with_suffix(".tmp")
+            self.index.save(str(tmp))
+            tmp.replace(self.path)
+            self.meta_path.write_text(json.dumps({"version": self.version, "dim": self.dim}))
+            self.dirty = False
+
+    def add(self, ids: IdArray, vectors: Vectors) -> None:
+        if len(ids):
+            self.index.add(ids, vectors, threads=0)
+            self.dirty = True
+
+    def remove(self, ids: IdArray) -> None:
+        if len(ids):
+            self.index.remove(ids)
+            self.dirty = True
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, query: Vectors, k: int) -> tuple[IdArray, npt.NDArray[np.float32]]:
+        """Top-``k`` ids by inner product, with scores (cosine for unit vectors)."""
+        k = min(k, len(self.index))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        matches = self.index.search(query, k)
+        ids = np.asarray(matches.keys, dtype=np.int64)
+        scores = (1.0 - np.asarray(matches.distances, dtype=np.float32)).astype(np.float32)
+        return ids, scores
+
+    def reconcile(self, conn: sqlite3.Connection, data_source_id: int, db_version: int) -> tuple[int, int]:
+        """Bring the index in line with the database's chunks; returns ``(added, removed)``."""
+        db_ids = np.fromiter(
+            (r[0] for r in conn.execute("SELECT id FROM chunks WHERE data_source_id = ?", (data_source_id,))),
+            dtype=np.int64,
+        )
+        index_ids = np.asarray(self.index.keys, dtype=np.int64) if len(self.index) else np.zeros(0, np.int64)
+        missing = np.setdiff1d(db_ids, index_ids, assume_unique=True)
+        extra = np.setdiff1d(index_ids, db_ids, assume_unique=True)
+        self.remove(extra)
+        batch = 4096
+        for start in range(0, len(missing), batch):
+            part = missing[start : start + batch].tolist()
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part).fetchall()
+            self.add(
+                np.array([r[0] for r in rows], dtype=np.int64),
+                vectors_from_blobs([r[1] for r in rows], self.dim),
+            )
+        self.version = db_version
+        self.dirty = True
+        return len(missing), len(extra)
+
+
+class VectorIndexes:
+    """All data sources' HNSW indexes of one data directory, loaded lazily."""
+
+    def __init__(self, directory: Path, params: HnswParams) -> None:
+        self.directory = directory
+        self.params = params
+        directory.mkdir(parents=True, exist_ok=True)
+        self._indexes: dict[int, DataSourceIndex] = {}
+        self._lock = threading.Lock()
+
+    def get(self, data_source_id: int, dim: int) -> DataSourceIndex:
+        with self._lock:
+            idx = self._indexes.get(data_source_id)
+            if idx is None:
+                idx = DataSourceIndex(self.directory / f"ds_{data_source_id}.usearch", dim, self.params)
+                idx.load()
+                self._indexes[data_source_id] = idx
+            return idx
+
+    def save_all(self) -> None:
+        with self._lock:
+            indexes = list(self._indexes.values())
+        for idx in indexes:
+            idx.save()
