@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -100,7 +101,7 @@ class Database:
         """This thread's read-only connection (autocommit: each statement sees the latest commit)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            uri = f"file:{self.path}?mode=ro"
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
             _configure(conn)
             conn.execute("PRAGMA query_only = ON")

@@ -6,7 +6,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -26,9 +25,9 @@ def fts_table(data_source_id: int) -> str:
 
 
 def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
-    parsed = urlparse(url)
-    path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
-    return SqliteStore(path, settings)
+    if not url.startswith("sqlite:///"):
+        raise InvalidRequest(f"SQLite URLs look like sqlite:///relative/path or sqlite:////absolute/path, not {url}")
+    return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
 class SqliteStore(SqliteSearch):
