@@ -1,0 +1,131 @@
+"""End to end on the real parts: `alexandria` CLI, a real `alexandria serve` process over HTTP on loopback, the
+real all-MiniLM-L6-v2 model on ONNX Runtime, SQLite on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-m", "alexandria.cli"]
+
+DOCS = {
+    "photosynthesis": ("Plants convert sunlight, water and carbon dioxide into glucose and oxygen.", ["biology"]),
+    "volcano": ("Magma rises through the crust and erupts as lava from a volcano.", ["geology"]),
+    "mitochondria": ("The mitochondrion produces most of the cell's ATP through respiration.", ["biology"]),
+    "inflation": ("Central banks raise interest rates to slow down rising consumer prices.", ["economics"]),
+    "earthquake": ("Tectonic plates slip along faults and release energy as seismic waves.", ["geology"]),
+}
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, str]]:
+    data = tmp_path_factory.mktemp("e2e") / "data"
+    env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+    key = run_cli("keys", "create", "--data-dir", str(data), "--workspace", "acme", env=env)
+    assert key.startswith("sk-")
+    ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "notes", env=env)
+    assert ds.startswith("dts_")
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+        time.sleep(0.3)
+    try:
+        yield base, key, ds, str(data)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_upsert_search_filter_delete_over_http(server: tuple[str, str, str, str]) -> None:
+    base, key, ds, _ = server
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+        spaces = http.get("/api/v1/w/acme/spaces").json()["spaces"]
+        space = spaces[0]["sId"]
+        root = f"/api/v1/w/acme/spaces/{space}/data_sources/{ds}"
+        for doc_id, (text, tags) in DOCS.items():
+            resp = http.post(f"{root}/documents/{doc_id}", json={"text": text, "tags": tags, "title": doc_id})
+            assert resp.status_code == 200, resp.text
+            assert len(resp.json()["document"]["chunks"]) == 1
+
+        def top(query: str, **params: object) -> list[str]:
+            resp = http.get(f"{root}/search", params={"query": query, "top_k": 5, **params})
+            assert resp.status_code == 200, resp.text
+            return [d["document_id"] for d in resp.json()["documents"]]
+
+        # semantic match with no shared keywords
+        assert top("how do cells make energy?", search_mode="vector")[0] == "mitochondria"
+        assert top("why does the ground shake")[0] == "earthquake"
+        assert top("volcano lava", search_mode="keyword")[0] == "volcano"
+        assert top("monetary policy and the cost of living")[0] == "inflation"
+        # filters exclude the right documents
+        assert set(top("energy", tags_in="geology")) <= {"volcano", "earthquake"}
+        assert "mitochondria" not in top("how do cells make energy?", tags_not="biology")
+        assert top("cells", parents_in="photosynthesis") == ["photosynthesis"]
+        # scores are cosine similarities for vector search
+        resp = http.get(f"{root}/search", params={"query": "plants and sunlight", "top_k": 1, "search_mode": "vector"})
+        score = resp.json()["documents"][0]["chunks"][0]["score"]
+        assert 0.3 < score <= 1.0
+        # delete removes the document from both indexes
+        assert http.delete(f"{root}/documents/volcano").status_code == 200
+        assert "volcano" not in top("volcano lava magma", search_mode="keyword")
+        assert "volcano" not in top("volcano lava magma", search_mode="vector")
+
+
+def test_cli_search_and_eval(server: tuple[str, str, str, str], tmp_path: Path) -> None:
+    _, _, ds, data = server
+    env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+    line = run_cli("search", "--data-dir", data, "--workspace", "acme", "--data-source", ds, "photosynthesis glucose",
+                   env=env)  # fmt: skip
+    assert json.loads(line)["document_id"] in DOCS
+    # a tiny BEIR-layout set: eval prints one JSON object with every mode and metric
+    beir = tmp_path / "tiny"
+    (beir / "qrels").mkdir(parents=True)
+    corpus = [{"_id": k, "title": k, "text": v[0]} for k, v in DOCS.items()]
+    (beir / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus))
+    queries = [{"_id": "q1", "text": "cellular respiration ATP"}, {"_id": "q2", "text": "lava eruption"}]
+    (beir / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tmitochondria\t1\nq2\tvolcano\t1\n")
+    result = json.loads(run_cli("eval", str(beir), "--data-dir", str(tmp_path / "evaldata"), env=env))
+    assert set(result) == {"keyword", "vector", "hybrid"}
+    for mode in result.values():
+        assert set(mode) == {"ndcg@10", "recall@10", "recall@100", "mrr"}
+    assert result["hybrid"]["mrr"] == 1.0 and result["hybrid"]["recall@10"] == 1.0
