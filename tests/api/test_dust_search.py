@@ -60,8 +60,13 @@ async def test_filters(client: httpx.AsyncClient, loaded: Tenant) -> None:
     assert ids(await search(client, loaded, {**q, "parents_in": "dogs"})) == {"dogs"}
     assert "dogs" not in ids(await search(client, loaded, {**q, "parents_not": "dogs"}))
     # inclusive bounds
-    assert ids(await search(client, loaded, {**q, "timestamp_gt": T0 + 2000, "timestamp_lt": T0 + 3000})) <= {"dogs", "stocks"}
-    got = ids(await search(client, loaded, {"query": "", "top_k": 10, "timestamp_gt": T0 + 2000, "timestamp_lt": T0 + 3000}))
+    assert ids(await search(client, loaded, {**q, "timestamp_gt": T0 + 2000, "timestamp_lt": T0 + 3000})) <= {
+        "dogs",
+        "stocks",
+    }
+    got = ids(
+        await search(client, loaded, {"query": "", "top_k": 10, "timestamp_gt": T0 + 2000, "timestamp_lt": T0 + 3000})
+    )
     assert got == {"dogs", "stocks"}
 
 

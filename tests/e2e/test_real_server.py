@@ -49,11 +49,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "notes", env=env)
     assert ds.startswith("dts_")
     port = free_port()
+    log_path = data.parent / "server.log"
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -65,13 +67,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            raise AssertionError(f"server did not start: {proc.stderr.read() if proc.stderr else ''!r}")
+            log_file.close()
+            raise AssertionError(f"server did not start: {log_path.read_text()}")
         time.sleep(0.3)
     try:
         yield base, key, ds, str(data)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log_file.close()
 
 
 def test_upsert_search_filter_delete_over_http(server: tuple[str, str, str, str]) -> None:

@@ -10,9 +10,14 @@ and the attention blocks into its own kernels when the session is created.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -63,7 +68,7 @@ class _Graph:
     def ints(self, name: str, values: Sequence[int]) -> str:
         return self.const(name, np.asarray(values, dtype=np.int64))
 
-    def op(self, op_type: str, inputs: Sequence[str], hint: str = "", **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], hint: str = "", **attrs: Any) -> str:
         out = self._fresh(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
@@ -100,14 +105,15 @@ def check_weights(weights: Weights, cfg: BertConfig) -> None:
     }
     for n in range(cfg.num_layers):
         p = f"encoder.layer.{n}."
-        for lin, shape in (
+        linears: tuple[tuple[str, tuple[int, ...]], ...] = (
             ("attention.self.query", (h, h)),
             ("attention.self.key", (h, h)),
             ("attention.self.value", (h, h)),
             ("attention.output.dense", (h, h)),
             ("intermediate.dense", (i, h)),
             ("output.dense", (h, i)),
-        ):
+        )
+        for lin, shape in linears:
             expected[p + lin + ".weight"] = shape
             expected[p + lin + ".bias"] = (shape[0],)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
@@ -164,8 +170,12 @@ def build_bert_sentence_encoder(weights: Weights, cfg: BertConfig | None = None)
             return _f32(weights[p + suffix])
 
         # The 1/sqrt(head_size) score scaling is folded into the query projection.
-        q = g.linear(x, w("attention.self.query.weight") * scale, w("attention.self.query.bias") * scale,
-                     p + "attention.self.query")  # fmt: skip
+        q = g.linear(
+            x,
+            w("attention.self.query.weight") * scale,
+            w("attention.self.query.bias") * scale,
+            p + "attention.self.query",
+        )
         k = g.linear(x, w("attention.self.key.weight"), w("attention.self.key.bias"), p + "attention.self.key")
         v = g.linear(x, w("attention.self.value.weight"), w("attention.self.value.bias"), p + "attention.self.value")
         q = g.op("Transpose", [g.op("Reshape", [q, split_heads])], perm=[0, 2, 1, 3], hint=p + "q")
@@ -210,3 +220,49 @@ def build_bert_sentence_encoder(weights: Weights, cfg: BertConfig | None = None)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="alexandria")
     model.ir_version = 8  # readable by every onnxruntime >= 1.14
     return model
+
+
+def _is_ffn_output(node_name: str) -> bool:
+    """Whether a node built by ``_Graph.linear`` is a feed-forward output projection's MatMul."""
+    return re.fullmatch(r"encoder\.layer\.\d+\.output\.matmul_\d+", node_name) is not None
+
+
+def quantize_int8(model: onnx.ModelProto) -> bytes:
+    """Dynamic int8 quantization of the encoder's weight MatMuls; returns the serialized model.
+
+    Per-channel int8 weights, uint8 activations quantized at run time. The feed-forward output
+    projections stay in fp32: their input (the GELU output) has outliers that per-tensor activation
+    quantization handles badly (on SciFact passages, min cosine to fp32 goes from 0.992 to 0.996).
+    ``model`` is tagged in place as pre-processed.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weights = {init.name for init in model.graph.initializer}
+    nodes = [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in weights and not _is_ffn_output(n.name)
+    ]
+    # The graph is built with static types and shapes; tag it as pre-processed so that quantize_dynamic
+    # does not log a warning suggesting it (through the root logger, which would configure logging).
+    helper.set_model_props(model, {"onnx.quant.pre_process": "onnxruntime.quant"})
+    # onnxruntime.quantization logs through the module-level logging functions, which call
+    # logging.basicConfig() (installing a stderr handler on the root logger) when the root logger has no
+    # handler yet: give it a NullHandler for the duration so the process's logging setup is untouched.
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        with tempfile.TemporaryDirectory(prefix="alexandria-quant-") as tmp:
+            out = Path(tmp) / "model.int8.onnx"
+            quantize_dynamic(
+                model,
+                out,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
+            )
+            return out.read_bytes()
+    finally:
+        root.removeHandler(guard)

@@ -18,16 +18,23 @@ from alexandria.storage.sqlite.vectors import VectorIndexes
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
+# English function words dropped from keyword queries (as Lucene's English analyzer does), unless nothing else is
+# left: in an OR query they match almost every chunk and only add noise to BM25 and to hybrid fusion.
+STOPWORDS = frozenset(
+    "a an and are as at be but by do does did for from had has have how i if in into is it its of on or so such "
+    "that the their then there these they this to was were what when where which while who whom why will with "
+    "would you your".split()
+)
 
 
 def fts_match_expression(query: str) -> str | None:
     """An FTS5 expression OR-ing the query's distinct words, each quoted (so no FTS syntax leaks through)."""
-    terms: list[str] = []
+    words: list[str] = []
     for word in _WORD.findall(query.lower()):
-        if word not in terms:
-            terms.append(word)
-        if len(terms) == MAX_QUERY_TERMS:
-            break
+        if word not in words:
+            words.append(word)
+    terms = [w for w in words if w not in STOPWORDS] or words
+    terms = terms[:MAX_QUERY_TERMS]
     if not terms:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)

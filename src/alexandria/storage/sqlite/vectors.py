@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+# onnxruntime must be loaded before usearch: the other order segfaults inside onnxruntime's import (usearch 2.26 /
+# numkong with onnxruntime 1.32). Every process that has the store can embed, so load it here, first.
+import onnxruntime  # noqa: F401
 from usearch.index import Index
 
 from alexandria.ingest.base import Vectors
