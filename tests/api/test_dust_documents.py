@@ -278,3 +278,15 @@ async def test_unknown_ids_and_methods(client: httpx.AsyncClient, tenant: Tenant
                  "method_not_supported_error")  # fmt: skip
     by_name = await client.get(f"/api/v1/w/{ws}/data_sources/docs/documents", headers=auth(tenant.key))
     assert by_name.status_code == 200
+
+
+async def test_document_ids_with_slashes(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = f"{base(tenant)}/documents/folder%2Fnote.md"
+    assert (await client.post(url, json={"text": "nested"}, headers=auth(tenant.key))).status_code == 200
+    got = await client.get(url, headers=auth(tenant.key))
+    assert got.json()["document"]["document_id"] == "folder/note.md"
+    upd = await client.post(f"{url}/parents", json={"parents": ["folder/note.md", "folder"]}, headers=auth(tenant.key))
+    assert upd.json() == {"updated": True}
+    assert (await client.delete(url, headers=auth(tenant.key))).json() == {
+        "document": {"document_id": "folder/note.md"}
+    }

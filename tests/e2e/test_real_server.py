@@ -133,3 +133,34 @@ def test_cli_search_and_eval(server: tuple[str, str, str, str], tmp_path: Path) 
     for mode in result.values():
         assert set(mode) == {"ndcg@10", "recall@10", "recall@100", "mrr"}
     assert result["hybrid"]["mrr"] == 1.0 and result["hybrid"]["recall@10"] == 1.0
+
+
+def test_cli_ingest_while_the_server_runs(server: tuple[str, str, str, str], tmp_path: Path) -> None:
+    base, key, ds, data = server
+    env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+    folder = tmp_path / "kb"
+    (folder / "guides").mkdir(parents=True)
+    (folder / "guides" / "sourdough.md").write_text("# Sourdough\nFeed the starter with flour and water daily.")
+    (folder / "tides.txt").write_text("The moon's gravity pulls the oceans and causes tides.")
+    (folder / "ignored.bin").write_bytes(b"\x00\x01")
+    done = subprocess.run(
+        [*CLI, "ingest", "--data-dir", data, "--workspace", "acme", "--data-source", ds, "--tag", "kb", str(folder)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 stored, 0 unchanged, 0 failed" in done.stderr
+    again = subprocess.run(
+        [*CLI, "ingest", "--data-dir", data, "--workspace", "acme", "--data-source", ds, "--tag", "kb", str(folder)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert "0 stored, 2 unchanged" in again.stderr
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        root = f"/api/v1/w/acme/data_sources/{ds}"
+        resp = http.get(
+            f"{root}/search", params={"query": "why does the sea rise and fall", "top_k": 3, "tags_in": "kb"}
+        )
+        assert resp.status_code == 200, resp.text
+        docs = resp.json()["documents"]
+        assert [d["document_id"] for d in docs] == ["tides.txt", "guides/sourdough.md"]
+        got = http.get(f"{root}/documents/guides%2Fsourdough.md").json()["document"]
+        assert got["mime_type"] == "text/markdown" and "kb" in got["tags"]

@@ -64,6 +64,10 @@ class CatalogService:
             raise NotFound("The data source you requested was not found.", code="data_source_not_found")
         return ds
 
+    def global_space(self, workspace: Workspace) -> Space:
+        """The workspace's global space (created with the workspace; re-created if it was ever lost)."""
+        return self.store.global_space(workspace.id) or self.store.ensure_global_space(workspace)
+
     def space(self, workspace: Workspace, sid: str) -> Space:
         space = self.store.get_space(workspace.id, sid)
         if space is None:

@@ -70,10 +70,9 @@ async def _space(core: Core, auth: Auth, space_id: str) -> Space:
 
 
 async def _data_source(core: Core, auth: Auth, space_id: str | None, ds_id: str) -> DataSource:
-    space = await _space(core, auth, space_id) if space_id else None
-    if space is None:
-        glob = await run_sync(core.store.ensure_global_space, auth.workspace)
-        space = glob
+    space = (
+        await _space(core, auth, space_id) if space_id else await run_sync(core.catalog.global_space, auth.workspace)
+    )
     ds = await run_sync(core.store.get_data_source, auth.workspace.id, ds_id)
     if ds is None or (ds.space_id != space.id and not (auth.is_system and space_id is None)):
         raise dust_error(404, "data_source_not_found", "The data source you requested was not found.")
@@ -98,7 +97,6 @@ def _validation_message(exc: ValidationError) -> str:
 # --- spaces and data sources -------------------------------------------------------------------------------------
 @router.get("/spaces")
 async def list_spaces(auth: AuthDep, core: CoreDep) -> JSONResponse:
-    await run_sync(core.store.ensure_global_space, auth.workspace)
     spaces = await run_sync(core.store.list_spaces, auth.workspace.id)
     return JSONResponse({"spaces": [render.space(s, []) for s in spaces]})
 
@@ -112,7 +110,7 @@ async def list_data_sources(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONR
 
 @router.get("/data_sources")
 async def list_data_sources_legacy(auth: AuthDep, core: CoreDep) -> JSONResponse:
-    space = await run_sync(core.store.ensure_global_space, auth.workspace)
+    space = await run_sync(core.catalog.global_space, auth.workspace)
     items = await run_sync(core.store.list_data_sources, auth.workspace.id, space.id)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
@@ -339,13 +337,15 @@ async def search(request: Request, auth: AuthDep, core: CoreDep, dsId: str, spac
     return JSONResponse(render.search_results(ds, results, req.full_text))
 
 
-for _path in _doc_paths("/documents/{documentId}"):
+# Document ids are free strings and may contain "/" (percent-encoded by clients, decoded before routing), so the id
+# is a path parameter; the `/parents` route is registered first so that it wins for POST .../{id}/parents.
+for _path in _doc_paths("/documents/{documentId:path}/parents"):
+    router.add_api_route(_path, update_parents, methods=["POST"])
+for _path in _doc_paths("/documents/{documentId:path}"):
     router.add_api_route(_path, get_document, methods=["GET"])
     router.add_api_route(_path, upsert_document, methods=["POST"])
     router.add_api_route(_path, delete_document, methods=["DELETE"])
 for _path in _doc_paths("/documents"):
     router.add_api_route(_path, list_documents, methods=["GET"])
-for _path in _doc_paths("/documents/{documentId}/parents"):
-    router.add_api_route(_path, update_parents, methods=["POST"])
 for _path in _doc_paths("/search"):
     router.add_api_route(_path, search, methods=["GET"])

@@ -84,6 +84,16 @@ class SqliteStore(SqliteSearch):
                 row = conn.execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE id = ?", (cur.lastrowid,)).fetchone()
         return rows.space(row)
 
+    def global_space(self, workspace_id: int) -> Space | None:
+        row = (
+            self.db.read()
+            .execute(
+                f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? AND kind = 'global'", (workspace_id,)
+            )
+            .fetchone()
+        )
+        return rows.space(row) if row else None
+
     def list_spaces(self, workspace_id: int) -> list[Space]:
         cur = self.db.read().execute(
             f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? ORDER BY id", (workspace_id,)
