@@ -103,7 +103,7 @@ def bench_quality(core: Core, data: evaluation.BeirSet) -> dict[str, Any]:
     variants: dict[str, Any] = {}
     for label, update in [
         ("rrf", {"fusion": "rrf"}),
-        *[(f"convex_alpha_{a}", {"fusion": "convex", "hybrid_alpha": a}) for a in (0.3, 0.4, 0.6, 0.7)],
+        *[(f"convex_alpha_{a}", {"fusion": "convex", "hybrid_alpha": a}) for a in (0.3, 0.4, 0.5, 0.6, 0.7)],
     ]:
         core.search.settings = base.model_copy(update=update)
         variants[label] = evaluation.evaluate(core, ds, data, [SearchMode.HYBRID])["hybrid"]["ndcg@10"]

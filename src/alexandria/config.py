@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(16.0, description="Largest HTTP request body (MiB); larger requests get 413.")
 
     hybrid_alpha: float = Field(
-        0.5,
+        0.6,
         ge=0.0,
         le=1.0,
         description="Weight of the vector signal in hybrid search (convex combination of normalised scores).",
