@@ -13,6 +13,7 @@ from alexandria.services.embedders import EmbedderRegistry
 from alexandria.storage.base import ScoredId, Store, StoredChunk
 
 MAX_TOP_K = 1024
+KEYWORD_SCORING_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,17 @@ class SearchService:
             vec = self.store.vector_search(ds, vector, filters, k)
             return self._hits(vec, vector={s.pk: s.score for s in vec})
         n = max(self.settings.hybrid_candidates, k)
-        kw = self.store.keyword_search(ds, query, filters, n)
+        # One ranked BM25 pass deep enough to score the vector candidates too: FTS5 ranks all matches anyway, so a
+        # deep LIMIT costs little, while scoring chosen rowids one by one costs ~0.2 ms each.
+        kw_deep = self.store.keyword_search(ds, query, filters, max(n, KEYWORD_SCORING_DEPTH))
+        kw = kw_deep[:n]
         vec = self.store.vector_search(ds, vector, filters, n)
+        deep_scores = {s.pk: s.score for s in kw_deep}
         kw_scores = {s.pk: s.score for s in kw}
         vec_scores = {s.pk: s.score for s in vec}
-        kw_scores.update(self.store.keyword_scores(ds, query, [pk for pk in vec_scores if pk not in kw_scores]))
+        for pk in vec_scores:  # beyond the depth a candidate's BM25 is below the deepest score: counted as 0
+            if pk in deep_scores:
+                kw_scores[pk] = deep_scores[pk]
         vec_scores.update(self.store.vector_scores(ds, vector, [pk for pk in kw_scores if pk not in vec_scores]))
         if self.settings.fusion == "rrf":
             fused = fusion.rrf([s.pk for s in kw], [s.pk for s in vec])

@@ -104,17 +104,6 @@ class SqliteSearch:
         params.append(k)
         return [ScoredId(int(r[0]), float(r[1])) for r in self.db.read().execute(sql, params)]
 
-    def keyword_scores(self, ds: DataSource, query: str, chunk_pks: Sequence[int]) -> dict[int, float]:
-        expr = fts_match_expression(query)
-        if expr is None or not chunk_pks:
-            return {}
-        fts = quote_ident(f"fts_{int(ds.id)}")
-        cur = self.db.read().execute(
-            f"SELECT rowid, -bm25({fts}) FROM {fts} WHERE {fts} MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
-            (expr, json.dumps(list(chunk_pks))),
-        )
-        return {int(r[0]): float(r[1]) for r in cur}
-
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:
             return {}
