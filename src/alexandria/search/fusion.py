@@ -1,10 +1,11 @@
 """Hybrid fusion of keyword and vector scores.
 
 ``convex`` (default): every candidate from either list gets BOTH scores (cosine computed exactly for keyword-only
-candidates; BM25 for vector-only candidates read from one deeper ranked BM25 pass, 0 beyond it), each signal is min-max normalised over the candidate set, and the
-fused score is ``alpha * vector + (1 - alpha) * keyword``, in [0, 1]. Because both signals are known for every
-candidate, a document strong in one signal and merely absent from the other's top-N is not penalised as it is with
-rank fusion. ``rrf``: reciprocal rank fusion, ``sum 1 / (60 + rank)``.
+candidates; BM25 for vector-only candidates read from one deeper ranked BM25 pass, 0 beyond it), each signal is
+min-max normalised over the candidate set, and the fused score is ``alpha * vector + (1 - alpha) * keyword``, in
+[0, 1]. Because both signals are known for every candidate, a document strong in one signal and merely absent from
+the other's top-N is not penalised as it is with rank fusion. ``rrf``: reciprocal rank fusion,
+``sum 1 / (60 + rank)``.
 """
 
 from __future__ import annotations
