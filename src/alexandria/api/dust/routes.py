@@ -21,6 +21,7 @@ from alexandria.errors import NotFound
 from alexandria.ingest.chunkers import Section
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest, check_parents
+from alexandria.services.keys import hash_key
 from alexandria.services.search import SearchRequest
 
 router = APIRouter(prefix="/api/v1/w/{wId}")
@@ -41,7 +42,7 @@ async def authenticate(request: Request, wId: str) -> Auth:
     token = bearer_token(request)
     if token is None:
         raise dust_error(401, "not_authenticated", "The request does not have valid authentication credentials.")
-    key = await run_sync(core.store.get_api_key, _hash(token))
+    key = await run_sync(core.store.get_api_key, hash_key(token))
     if key is None or key.disabled:
         raise dust_error(401, "invalid_api_key_error", "The API key provided is invalid or disabled.")
     ws = await run_sync(core.store.get_workspace, wId)
@@ -50,12 +51,6 @@ async def authenticate(request: Request, wId: str) -> Auth:
     if key.workspace_id != ws.id or key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
         raise dust_error(401, "workspace_auth_error", "Only users of the workspace can access this route.")
     return Auth(ws, key)
-
-
-def _hash(token: str) -> str:
-    from alexandria.services.keys import hash_key
-
-    return hash_key(token)
 
 
 AuthDep = Annotated[Auth, Depends(authenticate)]
