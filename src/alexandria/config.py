@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_document_mb: float = Field(
         10.0, description="Largest document text accepted (MiB of characters); larger upserts get a quota error."
     )
+    upserts_per_minute: int = Field(
+        120, description="Document and folder upserts allowed per minute per workspace (system keys exempt; 0: off)."
+    )
     max_body_mb: float = Field(16.0, description="Largest HTTP request body (MiB); larger requests get 413.")
 
     hybrid_alpha: float = Field(

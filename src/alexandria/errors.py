@@ -45,6 +45,12 @@ class QuotaExceeded(AlexandriaError):
     code = "quota_exceeded"
 
 
+class RateLimited(AlexandriaError):
+    """Too many requests in the current window (``rate_limited``)."""
+
+    code = "rate_limited"
+
+
 class Unauthenticated(AlexandriaError):
     """No usable credentials (``not_authenticated``) or an unknown/disabled key (``invalid_api_key``)."""
 

@@ -42,6 +42,8 @@ class Space:
     name: str
     created_at: int
     updated_at: int
+    restricted: bool = False  # a regular space open only to members of its groups
+    group_ids: tuple[str, ...] = ()  # sIds of the groups attached to the space
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,23 @@ class ApiKey:
     @property
     def is_system(self) -> bool:
         return self.role is Role.SYSTEM
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a workspace key with its role and groups (Dust's Authenticator)."""
+
+    workspace: Workspace
+    key: ApiKey
+    group_ids: frozenset[str] = frozenset()
+
+    @property
+    def is_system(self) -> bool:
+        return self.key.is_system
+
+    @property
+    def role(self) -> Role:
+        return self.key.role
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from alexandria.services.catalog import CatalogService
 from alexandria.services.documents import DocumentService
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.keys import KeyService
+from alexandria.services.ratelimit import RateLimits
 from alexandria.services.search import SearchService
+from alexandria.services.spaces import SpaceService
 from alexandria.storage.base import Store
 from alexandria.storage.registry import open_store
 
@@ -21,6 +23,8 @@ class Core:
         self.catalog = CatalogService(self.store, self.embedders, settings)
         self.documents = DocumentService(self.store, self.embedders, settings)
         self.search = SearchService(self.store, self.embedders, settings)
+        self.spaces = SpaceService(self.store)
+        self.rate_limits = RateLimits(settings.upserts_per_minute)
 
     def close(self) -> None:
         self.store.close()

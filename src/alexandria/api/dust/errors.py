@@ -28,6 +28,7 @@ _BY_CLASS: dict[str, tuple[int, str]] = {
     "NotFound": (404, "invalid_request_error"),
     "QuotaExceeded": (403, "data_source_quota_error"),
     "PermissionDenied": (403, "data_source_auth_error"),
+    "RateLimited": (429, "rate_limit_error"),
     "Unauthenticated": (401, "not_authenticated"),
 }
 

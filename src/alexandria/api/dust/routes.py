@@ -3,90 +3,35 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from alexandria.api.deps import BadJSON, bearer_token, get_core, json_body, run_sync
+from alexandria.api.deps import run_sync
 from alexandria.api.dust import render
+from alexandria.api.dust.common import (
+    AuthDep,
+    CoreDep,
+    int_param,
+    number_param,
+    paths,
+    read_object,
+    require_unmanaged,
+    require_write,
+    resolve_data_source,
+    resolve_space,
+    validate,
+)
 from alexandria.api.dust.errors import dust_error
 from alexandria.api.dust.schemas import ParentsBody, SectionBody, UpsertDocumentBody
 from alexandria.domain.filters import DocumentFilter, FilterSet
-from alexandria.domain.models import ApiKey, DataSource, Role, SearchMode, Space, Workspace
-from alexandria.errors import NotFound
+from alexandria.domain.models import SearchMode
 from alexandria.ingest.chunkers import Section
-from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest, check_parents
-from alexandria.services.keys import hash_key
 from alexandria.services.search import SearchRequest
 
 router = APIRouter(prefix="/api/v1/w/{wId}")
-
-
-@dataclass(frozen=True)
-class Auth:
-    workspace: Workspace
-    key: ApiKey
-
-    @property
-    def is_system(self) -> bool:
-        return self.key.is_system
-
-
-async def authenticate(request: Request, wId: str) -> Auth:
-    core = get_core(request)
-    token = bearer_token(request)
-    if token is None:
-        raise dust_error(401, "not_authenticated", "The request does not have valid authentication credentials.")
-    key = await run_sync(core.store.get_api_key, hash_key(token))
-    if key is None or key.disabled:
-        raise dust_error(401, "invalid_api_key_error", "The API key provided is invalid or disabled.")
-    ws = await run_sync(core.store.get_workspace, wId)
-    if ws is None:
-        raise dust_error(404, "workspace_not_found", "The workspace was not found.")
-    if key.workspace_id != ws.id or key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
-        raise dust_error(401, "workspace_auth_error", "Only users of the workspace can access this route.")
-    return Auth(ws, key)
-
-
-AuthDep = Annotated[Auth, Depends(authenticate)]
-CoreDep = Annotated[Core, Depends(get_core)]
-
-
-async def _space(core: Core, auth: Auth, space_id: str) -> Space:
-    try:
-        return await run_sync(core.catalog.space, auth.workspace, space_id)
-    except NotFound as exc:
-        raise dust_error(404, "space_not_found", "The space you requested was not found.") from exc
-
-
-async def _data_source(core: Core, auth: Auth, space_id: str | None, ds_id: str) -> DataSource:
-    space = (
-        await _space(core, auth, space_id) if space_id else await run_sync(core.catalog.global_space, auth.workspace)
-    )
-    ds = await run_sync(core.store.get_data_source, auth.workspace.id, ds_id)
-    if ds is None or (ds.space_id != space.id and not (auth.is_system and space_id is None)):
-        raise dust_error(404, "data_source_not_found", "The data source you requested was not found.")
-    return ds
-
-
-async def _body(request: Request) -> Any:
-    try:
-        return await json_body(request)
-    except BadJSON as exc:
-        raise dust_error(400, "invalid_request_error", f"Invalid request body: {exc}") from exc
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f'{err["msg"]} at "{loc}"' if loc else str(err["msg"]))
-    return "Invalid request body: Validation error: " + "; ".join(parts)
 
 
 # --- spaces and data sources -------------------------------------------------------------------------------------
@@ -98,7 +43,7 @@ async def list_spaces(auth: AuthDep, core: CoreDep) -> JSONResponse:
 
 @router.get("/spaces/{spaceId}/data_sources")
 async def list_data_sources(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONResponse:
-    space = await _space(core, auth, spaceId)
+    space = await resolve_space(core, auth, spaceId)
     items = await run_sync(core.store.list_data_sources, auth.workspace.id, space.id)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
@@ -111,10 +56,6 @@ async def list_data_sources_legacy(auth: AuthDep, core: CoreDep) -> JSONResponse
 
 
 # --- documents ---------------------------------------------------------------------------------------------------
-def _doc_paths(suffix: str) -> list[str]:
-    return [f"/spaces/{{spaceId}}/data_sources/{{dsId}}{suffix}", f"/data_sources/{{dsId}}{suffix}"]
-
-
 def _to_section(body: SectionBody) -> Section:
     return Section(body.prefix, body.content, tuple(_to_section(s) for s in body.sections))
 
@@ -122,7 +63,7 @@ def _to_section(body: SectionBody) -> Section:
 async def get_document(
     auth: AuthDep, core: CoreDep, dsId: str, documentId: str, spaceId: str | None = None
 ) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
+    _, ds = await resolve_data_source(core, auth, spaceId, dsId)
     doc = await run_sync(core.documents.get, ds, documentId)
     if doc is None:
         raise dust_error(
@@ -137,16 +78,12 @@ async def get_document(
 async def upsert_document(
     request: Request, auth: AuthDep, core: CoreDep, dsId: str, documentId: str, spaceId: str | None = None
 ) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
-    if ds.connector_provider is not None and not auth.is_system:
-        raise dust_error(403, "data_source_auth_error", "You cannot upsert a document on a managed data source.")
-    raw = await _body(request)
-    if not isinstance(raw, dict):
-        raise dust_error(400, "invalid_request_error", "Invalid request body: expected a JSON object.")
-    try:
-        body = UpsertDocumentBody.model_validate(raw)
-    except ValidationError as exc:
-        raise dust_error(400, "invalid_request_error", _validation_message(exc)) from exc
+    space, ds = await resolve_data_source(core, auth, spaceId, dsId)
+    require_unmanaged(auth, ds, "You cannot upsert a document on a managed data source.")
+    require_write(auth, space)
+    core.rate_limits.check_upsert(auth)
+    raw = await read_object(request)
+    body = validate(UpsertDocumentBody, raw)
     if raw.get("async") not in (None, False, True):
         raise dust_error(400, "invalid_request_error", "Invalid request body: `async` must be a boolean.")
     source_url = None
@@ -210,9 +147,9 @@ def _clean_url(value: str) -> str:
 async def delete_document(
     auth: AuthDep, core: CoreDep, dsId: str, documentId: str, spaceId: str | None = None
 ) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
-    if ds.connector_provider is not None and not auth.is_system:
-        raise dust_error(403, "data_source_auth_error", "You cannot delete a document from a managed data source.")
+    space, ds = await resolve_data_source(core, auth, spaceId, dsId)
+    require_unmanaged(auth, ds, "You cannot delete a document from a managed data source.")
+    require_write(auth, space)
     await run_sync(core.documents.delete, ds, documentId)
     return JSONResponse({"document": {"document_id": documentId}})
 
@@ -220,10 +157,10 @@ async def delete_document(
 async def list_documents(
     request: Request, auth: AuthDep, core: CoreDep, dsId: str, spaceId: str | None = None
 ) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
+    _, ds = await resolve_data_source(core, auth, spaceId, dsId)
     q = request.query_params
-    limit = _int_param(q.get("limit"), "limit", 10)
-    offset = _int_param(q.get("offset"), "offset", 0)
+    limit = int_param(q.get("limit"), "limit", 10)
+    offset = int_param(q.get("offset"), "offset", 0)
     ids = q.getlist("document_ids") or None
     docs, total = await run_sync(core.documents.list, ds, ids, limit, offset)
     return JSONResponse({"documents": [render.document(ds, d) for d in docs], "total": total})
@@ -232,14 +169,12 @@ async def list_documents(
 async def update_parents(
     request: Request, auth: AuthDep, core: CoreDep, dsId: str, documentId: str, spaceId: str | None = None
 ) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
-    raw = await _body(request)
-    if not isinstance(raw, dict) or not isinstance(raw.get("parents"), list):
+    space, ds = await resolve_data_source(core, auth, spaceId, dsId)
+    require_write(auth, space)
+    raw = await read_object(request)
+    if not isinstance(raw.get("parents"), list):
         raise dust_error(400, "invalid_request_error", "Invalid request body, `parents` (string[]) is required.")
-    try:
-        body = ParentsBody.model_validate(raw)
-    except ValidationError as exc:
-        raise dust_error(400, "invalid_request_error", _validation_message(exc)) from exc
+    body = validate(ParentsBody, raw)
     parent_id = body.parent_id
     if parent_id is None and "parent_id" not in raw and len(body.parents) >= 2:
         parent_id = body.parents[1]
@@ -255,41 +190,13 @@ async def update_parents(
 
 
 # --- search ------------------------------------------------------------------------------------------------------
-def _int_param(value: str | None, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        out = int(value)
-    except ValueError as exc:
-        raise dust_error(
-            400, "invalid_request_error", f"Invalid query parameters: `{name}` must be an integer."
-        ) from exc
-    if out < 0:
-        raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be non-negative.")
-    return out
-
-
-def _number_param(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError as exc:
-        raise dust_error(
-            400, "invalid_request_error", f'Invalid query parameters: Expected number, received nan at "{name}"'
-        ) from exc
-    if number != number or number in (float("inf"), float("-inf")):
-        raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be finite.")
-    return int(number)
-
-
 def parse_search(request: Request) -> SearchRequest:
     q = request.query_params
     if "query" not in q:
         raise dust_error(
             400, "invalid_request_error", 'Invalid query parameters: Validation error: Required at "query"'
         )
-    top_k = _number_param(q.get("top_k"), "top_k")
+    top_k = number_param(q.get("top_k"), "top_k")
     if top_k is None:
         raise dust_error(
             400, "invalid_request_error", 'Invalid query parameters: Expected number, received nan at "top_k"'
@@ -312,8 +219,8 @@ def parse_search(request: Request) -> SearchRequest:
         tags_not=many("tags_not"),
         parents_in=many("parents_in"),
         parents_not=many("parents_not"),
-        timestamp_gt=_number_param(q.get("timestamp_gt"), "timestamp_gt"),
-        timestamp_lt=_number_param(q.get("timestamp_lt"), "timestamp_lt"),
+        timestamp_gt=number_param(q.get("timestamp_gt"), "timestamp_gt"),
+        timestamp_lt=number_param(q.get("timestamp_lt"), "timestamp_lt"),
     )
     return SearchRequest(
         query=q["query"],
@@ -321,12 +228,12 @@ def parse_search(request: Request) -> SearchRequest:
         mode=mode,
         filters=FilterSet((flt,)),
         full_text=full_text,
-        target_document_tokens=_number_param(q.get("target_document_tokens"), "target_document_tokens"),
+        target_document_tokens=number_param(q.get("target_document_tokens"), "target_document_tokens"),
     )
 
 
 async def search(request: Request, auth: AuthDep, core: CoreDep, dsId: str, spaceId: str | None = None) -> JSONResponse:
-    ds = await _data_source(core, auth, spaceId, dsId)
+    _, ds = await resolve_data_source(core, auth, spaceId, dsId)
     req = parse_search(request)
     results = await run_sync(core.search.search, ds, req)
     return JSONResponse(render.search_results(ds, results, req.full_text))
@@ -334,13 +241,13 @@ async def search(request: Request, auth: AuthDep, core: CoreDep, dsId: str, spac
 
 # Document ids are free strings and may contain "/" (percent-encoded by clients, decoded before routing), so the id
 # is a path parameter; the `/parents` route is registered first so that it wins for POST .../{id}/parents.
-for _path in _doc_paths("/documents/{documentId:path}/parents"):
+for _path in paths("/documents/{documentId:path}/parents"):
     router.add_api_route(_path, update_parents, methods=["POST"])
-for _path in _doc_paths("/documents/{documentId:path}"):
+for _path in paths("/documents/{documentId:path}"):
     router.add_api_route(_path, get_document, methods=["GET"])
     router.add_api_route(_path, upsert_document, methods=["POST"])
     router.add_api_route(_path, delete_document, methods=["DELETE"])
-for _path in _doc_paths("/documents"):
+for _path in paths("/documents"):
     router.add_api_route(_path, list_documents, methods=["GET"])
-for _path in _doc_paths("/search"):
+for _path in paths("/search"):
     router.add_api_route(_path, search, methods=["GET"])

@@ -108,6 +108,10 @@ class SqliteStore(SqliteSearch):
         )
         return rows.space(row) if row else None
 
+    def get_space_by_id(self, space_id: int) -> Space | None:
+        row = self.db.read().execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE id = ?", (space_id,)).fetchone()
+        return rows.space(row) if row else None
+
     def create_data_source(
         self,
         workspace_id: int,
