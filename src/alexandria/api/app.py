@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
+from alexandria.api.dust.views import router as dust_views_router
 from alexandria.api.errors import DialectError
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
@@ -81,6 +82,7 @@ def create_app(settings: Settings, core: Core | None = None) -> FastAPI:
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
     app.include_router(dust_router)
+    app.include_router(dust_views_router)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:

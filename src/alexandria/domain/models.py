@@ -139,3 +139,53 @@ class DocumentHits:
     @property
     def best_score(self) -> float | None:
         return self.chunks[0].score if self.chunks else None
+
+
+class GroupKind(enum.StrEnum):
+    GLOBAL = "global"  # every key of the workspace
+    REGULAR = "regular"
+
+
+@dataclass(frozen=True)
+class Group:
+    id: int
+    sid: str
+    workspace_id: int
+    name: str
+    kind: GroupKind
+    created_at: int
+
+
+class ViewKind(enum.StrEnum):
+    DEFAULT = "default"  # the whole data source, in its own space
+    CUSTOM = "custom"  # the nodes under ``parents_in``, possibly in another space
+
+
+@dataclass(frozen=True)
+class DataSourceView:
+    id: int
+    sid: str
+    workspace_id: int
+    space_id: int
+    data_source_id: int
+    kind: ViewKind
+    parents_in: tuple[str, ...] | None  # None: everything; (): nothing
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A node of a data source's hierarchy: documents, tables and folders list it in their ``parents``."""
+
+    pk: int
+    data_source_id: int
+    folder_id: str
+    title: str
+    parents: tuple[str, ...]
+    parent_id: str | None
+    mime_type: str
+    source_url: str | None
+    provider_visibility: str | None
+    timestamp: int
+    created: int

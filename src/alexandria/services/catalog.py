@@ -41,12 +41,17 @@ class CatalogService:
         description: str | None = None,
         embedder: str | None = None,
         chunk_size: int | None = None,
+        connector_provider: str | None = None,
     ) -> DataSource:
+        """A data source in ``space`` (default: the global space). A managed one (``connector_provider`` set) lives
+        in the system space, as Dust's connectors do, and is shared with other spaces through custom views."""
         if not _NAME.match(name):
             raise InvalidRequest(
                 f"invalid data source name {name!r}: 1-128 letters, digits, spaces, '.', '_' or '-'",
                 code="invalid_data_source_name",
             )
+        if connector_provider is not None:
+            space = space or self.store.ensure_system_space(workspace)
         space = space or self.store.ensure_global_space(workspace)
         embedder_name = embedder or self.embedders.default_name()
         model = self.embedders.get(embedder_name)
@@ -56,7 +61,9 @@ class CatalogService:
                 f"chunk size must be between 16 and the model's limit of {model.max_tokens} tokens",
                 code="invalid_chunk_size",
             )
-        return self.store.create_data_source(workspace.id, space.id, name, description, embedder_name, model.dim, size)
+        return self.store.create_data_source(
+            workspace.id, space.id, name, description, embedder_name, model.dim, size, connector_provider
+        )
 
     def data_source(self, workspace: Workspace, sid_or_name: str, space: Space | None = None) -> DataSource:
         ds = self.store.get_data_source(workspace.id, sid_or_name)

@@ -6,6 +6,7 @@ from alexandria.config import Settings
 from alexandria.services.catalog import CatalogService
 from alexandria.services.documents import DocumentService
 from alexandria.services.embedders import EmbedderRegistry
+from alexandria.services.folders import FolderService
 from alexandria.services.keys import KeyService
 from alexandria.services.ratelimit import RateLimits
 from alexandria.services.search import SearchService
@@ -24,6 +25,7 @@ class Core:
         self.documents = DocumentService(self.store, self.embedders, settings)
         self.search = SearchService(self.store, self.embedders, settings)
         self.spaces = SpaceService(self.store)
+        self.folders = FolderService(self.store)
         self.rate_limits = RateLimits(settings.upserts_per_minute)
 
     def close(self) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from alexandria.domain.models import ChunkHit, DataSource, Document, DocumentHits, Space
+from alexandria.domain.models import ChunkHit, DataSource, DataSourceView, Document, DocumentHits, Folder, Space
 
 
-def space(s: Space, group_ids: list[str]) -> dict[str, Any]:
+def space(s: Space) -> dict[str, Any]:
     return {
         "createdAt": s.created_at,
-        "groupIds": group_ids,
-        "isRestricted": False,
+        "groupIds": list(s.group_ids),
+        "isRestricted": s.restricted,
         "kind": s.kind.value,
         "managementMode": "manual",
         "name": s.name,
@@ -98,3 +98,35 @@ def search_results(ds: DataSource, results: list[DocumentHits], full_text: bool)
         returned = sum(1 + len(c.expanded_offsets) for c in r.chunks)
         docs.append(document(ds, r.document, r.chunks, token_count=returned * ds.chunk_size, with_text=full_text))
     return {"documents": docs}
+
+
+def view(v: DataSourceView, ds: DataSource, space_sid: str) -> dict[str, Any]:
+    """``DataSourceViewResource.toJSON``; category: no connector → folder, webcrawler → website, else managed."""
+    provider = ds.connector_provider
+    category = "folder" if provider is None else "website" if provider == "webcrawler" else "managed"
+    return {
+        "category": category,
+        "createdAt": v.created_at,
+        "dataSource": data_source(ds),
+        "id": v.id,
+        "kind": v.kind.value,
+        "parentsIn": None if v.parents_in is None else list(v.parents_in),
+        "sId": v.sid,
+        "updatedAt": v.updated_at,
+        "spaceId": space_sid,
+    }
+
+
+def folder(ds: DataSource, f: Folder) -> dict[str, Any]:
+    return {
+        "data_source_id": ds.core_id,
+        "folder_id": f.folder_id,
+        "title": f.title,
+        "parents": list(f.parents),
+        "parent_id": f.parent_id,
+        "mime_type": f.mime_type,
+        "source_url": f.source_url,
+        "provider_visibility": f.provider_visibility,
+        "timestamp": f.timestamp,
+        "created": f.created,
+    }

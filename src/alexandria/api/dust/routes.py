@@ -28,6 +28,7 @@ from alexandria.api.dust.schemas import ParentsBody, SectionBody, UpsertDocument
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import SearchMode
 from alexandria.ingest.chunkers import Section
+from alexandria.services import permissions
 from alexandria.services.documents import UpsertRequest, check_parents
 from alexandria.services.search import SearchRequest
 
@@ -36,9 +37,12 @@ router = APIRouter(prefix="/api/v1/w/{wId}")
 
 # --- spaces and data sources -------------------------------------------------------------------------------------
 @router.get("/spaces")
-async def list_spaces(auth: AuthDep, core: CoreDep) -> JSONResponse:
+async def list_spaces(request: Request, auth: AuthDep, core: CoreDep) -> JSONResponse:
+    """The spaces the key can read (Dust PR #9825), optionally only of ``?kinds=a,b``."""
     spaces = await run_sync(core.store.list_spaces, auth.workspace.id)
-    return JSONResponse({"spaces": [render.space(s, []) for s in spaces]})
+    kinds = {k for k in (request.query_params.get("kinds") or "").split(",") if k}
+    visible = [s for s in spaces if permissions.can_read(auth, s) and (not kinds or s.kind.value in kinds)]
+    return JSONResponse({"spaces": [render.space(s) for s in visible]})
 
 
 @router.get("/spaces/{spaceId}/data_sources")

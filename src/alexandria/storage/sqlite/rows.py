@@ -8,7 +8,20 @@ import sqlite3
 import string
 import time
 
-from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, Workspace
+from alexandria.domain.models import (
+    ApiKey,
+    DataSource,
+    DataSourceView,
+    Document,
+    Folder,
+    Group,
+    GroupKind,
+    Role,
+    Space,
+    SpaceKind,
+    ViewKind,
+    Workspace,
+)
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -22,7 +35,19 @@ def now_ms() -> int:
 
 
 WORKSPACE_COLS = "id, sid, name, created_at"
-SPACE_COLS = "id, sid, workspace_id, kind, name, created_at, updated_at"
+SPACE_COLS = (
+    "id, sid, workspace_id, kind, name, created_at, updated_at, "
+    "(SELECT json_group_array(g.sid) FROM space_groups sg JOIN groups g ON g.id = sg.group_id "
+    "WHERE sg.space_id = spaces.id), "
+    "(SELECT count(*) FROM space_groups sg JOIN groups g ON g.id = sg.group_id "
+    "WHERE sg.space_id = spaces.id AND g.kind = 'global')"
+)
+GROUP_COLS = "id, sid, workspace_id, name, kind, created_at"
+VIEW_COLS = "id, sid, workspace_id, space_id, data_source_id, kind, parents_in, created_at, updated_at"
+FOLDER_COLS = (
+    "id, data_source_id, folder_id, title, parents, parent_id, mime_type, source_url, provider_visibility, "
+    "timestamp, created"
+)
 DATA_SOURCE_COLS = (
     "id, sid, workspace_id, space_id, name, description, created_at, embedder, dim, chunk_size, core_id, "
     "connector_provider"
@@ -39,14 +64,58 @@ def workspace(row: sqlite3.Row | tuple[object, ...]) -> Workspace:
 
 
 def space(row: tuple[object, ...]) -> Space:
+    kind = SpaceKind(str(row[3]))
     return Space(
         id=int(str(row[0])),
         sid=str(row[1]),
         workspace_id=int(str(row[2])),
-        kind=SpaceKind(str(row[3])),
+        kind=kind,
         name=str(row[4]),
         created_at=int(str(row[5])),
         updated_at=int(str(row[6])),
+        restricted=kind is SpaceKind.REGULAR and int(str(row[8])) == 0,
+        group_ids=tuple(sorted(json.loads(str(row[7])))),
+    )
+
+
+def group(row: tuple[object, ...]) -> Group:
+    return Group(
+        id=int(str(row[0])),
+        sid=str(row[1]),
+        workspace_id=int(str(row[2])),
+        name=str(row[3]),
+        kind=GroupKind(str(row[4])),
+        created_at=int(str(row[5])),
+    )
+
+
+def view(row: tuple[object, ...]) -> DataSourceView:
+    return DataSourceView(
+        id=int(str(row[0])),
+        sid=str(row[1]),
+        workspace_id=int(str(row[2])),
+        space_id=int(str(row[3])),
+        data_source_id=int(str(row[4])),
+        kind=ViewKind(str(row[5])),
+        parents_in=None if row[6] is None else tuple(json.loads(str(row[6]))),
+        created_at=int(str(row[7])),
+        updated_at=int(str(row[8])),
+    )
+
+
+def folder(row: tuple[object, ...]) -> Folder:
+    return Folder(
+        pk=int(str(row[0])),
+        data_source_id=int(str(row[1])),
+        folder_id=str(row[2]),
+        title=str(row[3]),
+        parents=tuple(json.loads(str(row[4]))),
+        parent_id=None if row[5] is None else str(row[5]),
+        mime_type=str(row[6]),
+        source_url=None if row[7] is None else str(row[7]),
+        provider_visibility=None if row[8] is None else str(row[8]),
+        timestamp=int(str(row[9])),
+        created=int(str(row[10])),
     )
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from alexandria.config import Settings
-from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, Workspace
+from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, ViewKind, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
 from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.search import SqliteSearch
+from alexandria.storage.sqlite.spaces import SqliteSpaces, ensure_global_group, insert_view
 from alexandria.storage.sqlite.vectors import HnswParams, VectorIndexes, vectors_from_blobs
 
 
@@ -30,7 +31,7 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
     return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
-class SqliteStore(SqliteSearch):
+class SqliteStore(SqliteSpaces, SqliteSearch):
     def __init__(self, path: Path, settings: Settings) -> None:
         self.db = Database(path)
         self.vectors = VectorIndexes(
@@ -81,6 +82,10 @@ class SqliteStore(SqliteSearch):
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (rows.new_sid("vlt"), workspace.id, SpaceKind.GLOBAL.value, "Company Data", now, now),
                 )
+                conn.execute(
+                    "INSERT INTO space_groups (space_id, group_id) VALUES (?, ?)",
+                    (cur.lastrowid, ensure_global_group(conn, workspace.id)),
+                )
                 row = conn.execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE id = ?", (cur.lastrowid,)).fetchone()
         return rows.space(row)
 
@@ -121,12 +126,13 @@ class SqliteStore(SqliteSearch):
         embedder: str,
         dim: int,
         chunk_size: int,
+        connector_provider: str | None = None,
     ) -> DataSource:
         try:
             with self.db.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO data_sources (sid, core_id, workspace_id, space_id, name, description, embedder, "
-                    "dim, chunk_size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "dim, chunk_size, created_at, connector_provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         rows.new_sid("dts"),
                         np.random.default_rng().bytes(32).hex(),
@@ -138,9 +144,11 @@ class SqliteStore(SqliteSearch):
                         dim,
                         chunk_size,
                         rows.now_ms(),
+                        connector_provider,
                     ),
                 )
                 ds_id = int(cur.lastrowid or 0)
+                insert_view(conn, workspace_id, space_id, ds_id, ViewKind.DEFAULT, None)
                 conn.execute(
                     f"CREATE VIRTUAL TABLE {fts_table(ds_id)} USING fts5(text, content='chunks', "
                     "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')"
