@@ -108,15 +108,20 @@ def keys() -> None:
 @click.option("--workspace", required=True, help="Workspace id (created with its global space if missing).")
 @click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.BUILDER.value, show_default=True)
 @click.option("--name", default="", help="A label for the key.")
-def keys_create(data_dir: Path | None, workspace: str, role: str, name: str) -> None:
+@click.option("--group", "groups", multiple=True, help="Add the key to this group (name or id; repeatable).")
+def keys_create(data_dir: Path | None, workspace: str, role: str, name: str, groups: tuple[str, ...]) -> None:
     """Create an API key and print it (last line of output; it is not shown again)."""
     with open_core(settings_for(data_dir)) as core:
         try:
             ws, _ = core.catalog.ensure_workspace(workspace)
+            for group in groups:
+                core.spaces.group(ws, group)  # every group must exist before the key is made
             key, secret = core.keys.create(ws, Role(role), name)
+            for group in groups:
+                core.spaces.add_key(ws, group, key)
         except AlexandriaError as exc:
             fail(exc.message)
-        err.print(f"created {key.role.value} key {key.prefix}… for workspace {ws.sid}")
+        err.print(f"created {key.role.value} key #{key.id} {key.prefix}… for workspace {ws.sid}")
         click.echo(secret)
 
 
@@ -131,6 +136,13 @@ def datasources() -> None:
 @click.option("--description", default=None)
 @click.option("--embedder", default=None, help="minilm (default), minilm-int8 or openai/<model>.")
 @click.option("--chunk-size", type=int, default=None, help="Chunk size in model tokens (default: model limit).")
+@click.option("--space", default=None, help="Space id or name (default: the global space).")
+@click.option(
+    "--connector",
+    default=None,
+    help="Make it a managed data source of this connector provider (it lives in the system space; only system "
+    "keys write to it; share it with `views create`).",
+)
 @click.argument("name")
 def datasources_create(
     data_dir: Path | None,
@@ -138,14 +150,23 @@ def datasources_create(
     description: str | None,
     embedder: str | None,
     chunk_size: int | None,
+    space: str | None,
+    connector: str | None,
     name: str,
 ) -> None:
-    """Create a data source in the workspace's global space; prints its id (last line)."""
+    """Create a data source (with its default view); prints its id (last line)."""
     with open_core(settings_for(data_dir)) as core:
         try:
             ws, _ = core.catalog.ensure_workspace(workspace)
+            target = core.catalog.space_by_name_or_id(ws, space) if space else None
             ds = core.catalog.create_data_source(
-                ws, name, description=description, embedder=embedder, chunk_size=chunk_size
+                ws,
+                name,
+                space=target,
+                description=description,
+                embedder=embedder,
+                chunk_size=chunk_size,
+                connector_provider=connector,
             )
         except AlexandriaError as exc:
             fail(exc.message)
@@ -301,3 +322,8 @@ def eval_command(
 
 if __name__ == "__main__":
     main()
+
+
+from alexandria import cli_spaces  # noqa: E402  (registers the spaces, groups and views commands on `main`)
+
+cli_spaces.register(main)

@@ -75,6 +75,12 @@ class CatalogService:
         """The workspace's global space (created with the workspace; re-created if it was ever lost)."""
         return self.store.global_space(workspace.id) or self.store.ensure_global_space(workspace)
 
+    def space_by_name_or_id(self, workspace: Workspace, sid_or_name: str) -> Space:
+        for space in self.store.list_spaces(workspace.id):
+            if sid_or_name in (space.sid, space.name):
+                return space
+        raise NotFound(f"no space {sid_or_name!r} in this workspace", code="space_not_found")
+
     def space(self, workspace: Workspace, sid: str) -> Space:
         space = self.store.get_space(workspace.id, sid)
         if space is None:

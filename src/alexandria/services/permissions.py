@@ -7,7 +7,8 @@
 | regular, open       | every key of the workspace  | admin, builder                     | admin        |
 | regular, restricted | members of its groups       | members of its groups (builder+)   | admin        |
 
-System keys can do everything (Dust gives them every group and the admin role). Data sources, views, documents,
+System keys can do everything (Dust gives them every group and the admin role), unless they narrow their groups
+with ``X-Dust-Group-Ids``. Data sources, views, documents,
 tables and folders inherit the permissions of their space.
 """
 
@@ -25,11 +26,9 @@ def _member(who: Principal, space: Space) -> bool:
 def can_read(who: Principal, space: Space) -> bool:
     if who.workspace.id != space.workspace_id:
         return False
-    if who.is_system:
-        return True
     if space.kind is SpaceKind.SYSTEM:
-        return False
-    return _member(who, space)
+        return who.is_system
+    return _member(who, space)  # a system key holds every group unless it narrowed them (X-Dust-Group-Ids)
 
 
 def can_write(who: Principal, space: Space) -> bool:

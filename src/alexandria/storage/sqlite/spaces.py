@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from alexandria.domain.models import (
+    ApiKey,
     DataSource,
     DataSourceView,
     Folder,
@@ -166,6 +167,20 @@ class SqliteSpaces:
                 (workspace_id, api_key_id),
             )
         return [str(r[0]) for r in cur]
+
+    def list_api_keys(self, workspace_id: int) -> list[ApiKey]:
+        cur = self.db.read().execute(
+            f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE workspace_id = ? ORDER BY id", (workspace_id,)
+        )
+        return [rows.api_key(r) for r in cur]
+
+    def disable_api_key(self, workspace_id: int, api_key_id: int) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE api_keys SET disabled_at = ? WHERE id = ? AND workspace_id = ? AND disabled_at IS NULL",
+                (rows.now_ms(), api_key_id, workspace_id),
+            )
+        return cur.rowcount > 0
 
     # --- data source views ---------------------------------------------------------------------------------------
     def create_view(self, ds: DataSource, space_id: int, parents_in: Sequence[str]) -> DataSourceView:
