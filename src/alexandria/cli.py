@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from alexandria.config import Settings
+from alexandria import cli_spaces
+from alexandria.cli_common import data_dir_option, err, fail, open_core, progress, settings_for
 from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import Role, SearchMode
 from alexandria.errors import AlexandriaError
@@ -22,52 +18,7 @@ from alexandria.ingest.chunkers import Section
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
 
-F = TypeVar("F", bound=Callable[..., Any])
-err = Console(stderr=True)
-
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
-
-
-def data_dir_option(fn: F) -> F:
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        help="Data directory (default: $ALEXANDRIA_DATA_DIR or ./data).",
-    )(fn)
-
-
-def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return Settings(**values)
-
-
-@contextmanager
-def open_core(settings: Settings) -> Iterator[Core]:
-    core = Core(settings)
-    try:
-        yield core
-    finally:
-        core.close()
-
-
-def fail(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
-    sys.exit(1)
-
-
-def progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
 
 
 @click.group()
@@ -320,10 +271,7 @@ def eval_command(
         click.echo(json.dumps(result))
 
 
+cli_spaces.register(main, keys)  # the spaces, groups, views and key management commands
+
 if __name__ == "__main__":
     main()
-
-
-from alexandria import cli_spaces  # noqa: E402  (registers the spaces, groups and views commands on `main`)
-
-cli_spaces.register(main)

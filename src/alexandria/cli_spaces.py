@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from alexandria.cli import data_dir_option, err, fail, keys, open_core, settings_for
+from alexandria.cli_common import data_dir_option, err, fail, open_core, settings_for
 from alexandria.errors import AlexandriaError
 
 
@@ -101,7 +101,7 @@ def groups_add_key(data_dir: Path | None, workspace: str, group: str, key_id: in
         err.print(f"key #{key.id} is now a member of {g.name!r}")
 
 
-@keys.command("list")
+@click.command("list")
 @data_dir_option
 @click.option("--workspace", required=True)
 def keys_list(data_dir: Path | None, workspace: str) -> None:
@@ -117,7 +117,7 @@ def keys_list(data_dir: Path | None, workspace: str) -> None:
             click.echo(f"{k.id}\t{k.prefix}…\t{k.role.value}\t{k.name}\t{state}\t{','.join(member_of)}")
 
 
-@keys.command("revoke")
+@click.command("revoke")
 @data_dir_option
 @click.option("--workspace", required=True)
 @click.argument("key_id", type=int)
@@ -193,6 +193,8 @@ def views_delete(data_dir: Path | None, workspace: str, view_id: str) -> None:
         err.print(f"view {view_id} deleted")
 
 
-def register(main: click.Group) -> None:
+def register(main: click.Group, keys: click.Group) -> None:
     for group in (spaces, groups, views):
         main.add_command(group)
+    keys.add_command(keys_list)
+    keys.add_command(keys_revoke)

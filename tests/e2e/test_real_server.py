@@ -164,3 +164,48 @@ def test_cli_ingest_while_the_server_runs(server: tuple[str, str, str, str], tmp
         assert [d["document_id"] for d in docs] == ["tides.txt", "guides/sourdough.md"]
         got = http.get(f"{root}/documents/guides%2Fsourdough.md").json()["document"]
         assert got["mime_type"] == "text/markdown" and "kb" in got["tags"]
+
+
+def test_restricted_space_managed_source_and_view_over_http(server: tuple[str, str, str, str]) -> None:
+    """The permission model end to end: CLI-made group, restricted space, member key, managed data source shared
+    into the space through a custom view over a folder; semantic search through the view on the real model."""
+    base, outsider_key, _, data = server
+    env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+
+    def cli(*args: str) -> str:
+        return run_cli(*args, "--data-dir", data, "--workspace", "acme", env=env)
+
+    cli("groups", "create", "research")
+    space = cli("spaces", "create", "--restricted", "--group", "research", "Lab")
+    member_key = cli("keys", "create", "--group", "research")
+    system_key = cli("keys", "create", "--role", "system")
+    drive = cli("datasources", "create", "--connector", "gdrive", "drive")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {system_key}"}, timeout=60) as http:
+        root = f"/api/v1/w/acme/data_sources/{drive}"
+        folder = {"timestamp": 1700000000000, "title": "Shared", "mime_type": "application/vnd.dust.folder"}
+        assert http.post(f"{root}/folders/shared", json=folder).status_code == 200
+        for doc_id, text, parents in (
+            ("enzymes", "Enzymes lower the activation energy of chemical reactions in cells.", ["enzymes", "shared"]),
+            ("payroll", "Salaries are paid on the last business day of each month.", ["payroll", "private"]),
+        ):
+            resp = http.post(f"{root}/documents/{doc_id}", json={"text": text, "parents": parents,
+                                                                 "parent_id": parents[1]})  # fmt: skip
+            assert resp.status_code == 200, resp.text
+        tokens = http.post(f"{root}/tokenize", json={"text": "Enzymes catalyse"}).json()["tokens"]
+        assert [t[1] for t in tokens][:2] == ["enzymes", "cat"] and all(isinstance(t[0], int) for t in tokens)
+    view = cli("views", "create", "--space", "Lab", "--data-source", "drive", "--parent", "shared")
+
+    search = f"/api/v1/w/acme/spaces/{space}/data_source_views/{view}/search"
+    params: dict[str, str | int] = {"query": "how do catalysts speed up biochemistry", "top_k": 5}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {member_key}"}, timeout=60) as http:
+        spaces = {s["sId"]: s for s in http.get("/api/v1/w/acme/spaces").json()["spaces"]}
+        assert spaces[space]["isRestricted"] is True
+        resp = http.get(search, params=params)
+        assert resp.status_code == 200, resp.text
+        assert [d["document_id"] for d in resp.json()["documents"]] == ["enzymes"]
+        views = http.get(f"/api/v1/w/acme/spaces/{space}/data_source_views").json()["dataSourceViews"]
+        assert [(v["sId"], v["category"], v["parentsIn"]) for v in views] == [(view, "managed", ["shared"])]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {outsider_key}"}, timeout=60) as http:
+        assert space not in {s["sId"] for s in http.get("/api/v1/w/acme/spaces").json()["spaces"]}
+        refused = http.get(search, params=params)
+        assert refused.status_code == 404 and refused.json()["error"]["type"] == "space_not_found"
