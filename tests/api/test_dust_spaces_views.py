@@ -61,6 +61,8 @@ async def test_spaces_list_only_what_the_key_can_read(client: httpx.AsyncClient,
     assert {s["kind"] for s in as_system.json()["spaces"]} == {"global", "regular", "system"}
     only_regular = await client.get(f"{w(tenant)}/spaces?kinds=regular", headers=auth(tenant.system_key))
     assert {s["sId"] for s in only_regular.json()["spaces"]} == {open_space.sid, secret.sid}
+    vaults = await client.get(f"{w(tenant)}/vaults", headers=auth(tenant.key))  # the legacy name
+    assert vaults.status_code == 200 and vaults.json() == {"vaults": resp.json()["spaces"]}
 
 
 async def test_restricted_space_is_invisible_to_non_members(

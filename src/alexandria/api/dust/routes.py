@@ -39,10 +39,20 @@ router = APIRouter(prefix="/api/v1/w/{wId}")
 @router.get("/spaces")
 async def list_spaces(request: Request, auth: AuthDep, core: CoreDep) -> JSONResponse:
     """The spaces the key can read (Dust PR #9825), optionally only of ``?kinds=a,b``."""
+    return JSONResponse({"spaces": await _visible_spaces(request, auth, core)})
+
+
+@router.get("/vaults")
+async def list_vaults(request: Request, auth: AuthDep, core: CoreDep) -> JSONResponse:
+    """The legacy name of spaces: ``{"vaults": [...]}``."""
+    return JSONResponse({"vaults": await _visible_spaces(request, auth, core)})
+
+
+async def _visible_spaces(request: Request, auth: AuthDep, core: CoreDep) -> list[dict[str, object]]:
     spaces = await run_sync(core.store.list_spaces, auth.workspace.id)
     kinds = {k for k in (request.query_params.get("kinds") or "").split(",") if k}
     visible = [s for s in spaces if permissions.can_read(auth, s) and (not kinds or s.kind.value in kinds)]
-    return JSONResponse({"spaces": [render.space(s) for s in visible]})
+    return [render.space(s) for s in visible]
 
 
 @router.get("/spaces/{spaceId}/data_sources")
