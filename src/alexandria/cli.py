@@ -32,21 +32,34 @@ def main() -> None:
 @click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default 8000).")
 @click.option("--log-level", default="info", show_default=True)
-def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: str) -> None:
-    """Start the HTTP server on the embedded store."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="In-process worker threads indexing async upserts (default: $ALEXANDRIA_WORKERS or 1; 0: none).",
+)
+def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: str, workers: int | None) -> None:
+    """Start the HTTP server on the embedded store (with its async-upsert workers)."""
     import uvicorn
 
-    from alexandria.api.app import create_asgi
+    from alexandria.api.app import create_app
 
-    settings = settings_for(data_dir, host=host, port=port)
-    core = Core(settings)
+    settings = settings_for(data_dir, host=host, port=port, workers=workers)
+    # The app owns its core: its lifespan starts the workers and, at shutdown, stops them and closes the core (saving
+    # the ANN cache). That must happen there: after a graceful stop on a signal, uvicorn re-raises the signal, so
+    # code after uvicorn.run() does not run.
+    app = create_app(settings)
+    core: Core = app.state.core
     err.print(f"loading embedder [bold]{core.embedders.default_name()}[/bold] ...")
     core.embedders.get(core.embedders.default_name())
-    err.print(f"serving {settings.resolved_database_url()} on http://{settings.host}:{settings.port}")
+    err.print(
+        f"serving {settings.resolved_database_url()} on http://{settings.host}:{settings.port} "
+        f"({settings.workers} index workers)"
+    )
     try:
-        uvicorn.run(create_asgi(settings, core), host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(app.state.asgi, host=settings.host, port=settings.port, log_level=log_level)
     finally:
-        core.close()
+        core.close()  # if the server never started (closing twice is harmless)
 
 
 @main.group()

@@ -74,5 +74,39 @@ class Settings(BaseSettings):
     hnsw_expansion_add: int = Field(128, description="HNSW efConstruction.")
     hnsw_expansion_search: int = Field(128, description="HNSW ef at query time.")
 
+    sql_timeout_ms: int = Field(
+        10000, ge=1, description="Time limit of one SQL query over tables (`query_tables`), in milliseconds."
+    )
+    sql_max_rows: int = Field(
+        2048, ge=1, description="Most result rows an SQL query over tables may return (more: `too_many_result_rows`)."
+    )
+    sql_cached_databases: int = Field(
+        8, ge=1, description="In-memory databases built for SQL over tables kept for reuse (least recently used go)."
+    )
+
+    workers: int = Field(
+        1, ge=0, description="Indexing worker threads `alexandria serve` runs for async upserts (0: none in process)."
+    )
+    job_batch_size: int = Field(
+        32, ge=1, description="Jobs a worker claims at once (their chunks are embedded together)."
+    )
+    job_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a claimed job stays leased to its worker (renewed while it runs); a job whose "
+        "lease expires is claimed again.",
+    )
+    job_max_attempts: int = Field(
+        5, ge=1, description="Attempts before a job is given up and its document marked `failed` with the error."
+    )
+    job_retry_base_s: float = Field(
+        2.0, ge=0, description="Backoff before the first retry of a failed job; doubles at each attempt."
+    )
+    job_retry_max_s: float = Field(300.0, ge=0, description="Longest backoff between two attempts of a job.")
+    job_poll_interval_s: float = Field(
+        1.0, gt=0, description="How often idle workers look for jobs queued by other processes or due for retry."
+    )
+    job_retention_h: float = Field(24.0, ge=0, description="Hours finished (done or failed) jobs are kept.")
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'alexandria.db'}"

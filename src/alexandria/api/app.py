@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
+from alexandria.api.dust.tables import router as dust_tables_router
 from alexandria.api.dust.views import router as dust_views_router
 from alexandria.api.errors import DialectError
 from alexandria.config import Settings
@@ -70,18 +72,29 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings, core: Core | None = None) -> FastAPI:
+def create_app(settings: Settings, core: Core | None = None, workers: int | None = None) -> FastAPI:
+    """The app over ``core`` (built from ``settings`` and owned by the app if None). ``workers`` in-process index
+    workers run while the app is up (default: ``settings.workers`` if the app owns its core, else none)."""
     owned = core is None
+    n_workers = workers if workers is not None else (settings.workers if owned else 0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            app.state.core.close()
+        the_core: Core = app.state.core
+        if n_workers > 0:
+            the_core.jobs.start_workers(n_workers)
+        try:
+            yield
+        finally:
+            if n_workers > 0:
+                await anyio.to_thread.run_sync(the_core.jobs.stop_workers)  # lets batches in flight finish
+            if owned:
+                the_core.close()
 
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
     app.include_router(dust_router)
+    app.include_router(dust_tables_router)
     app.include_router(dust_views_router)
 
     @app.exception_handler(DialectError)
@@ -123,8 +136,8 @@ def create_app(settings: Settings, core: Core | None = None) -> FastAPI:
     return app
 
 
-def create_asgi(settings: Settings, core: Core | None = None) -> ASGIApp:
+def create_asgi(settings: Settings, core: Core | None = None, workers: int | None = None) -> ASGIApp:
     """The app wrapped in the body-size limit (what servers and tests should run)."""
-    app = create_app(settings, core)
+    app = create_app(settings, core, workers)
     asgi: ASGIApp = app.state.asgi
     return asgi

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from alexandria.config import Settings
+from alexandria.domain.jobs import INDEX_DOCUMENT
 from alexandria.services.catalog import CatalogService
 from alexandria.services.documents import DocumentService
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.folders import FolderService
+from alexandria.services.jobs import JobService
 from alexandria.services.keys import KeyService
 from alexandria.services.ratelimit import RateLimits
 from alexandria.services.search import SearchService
 from alexandria.services.spaces import SpaceService
+from alexandria.services.tables import TableService
 from alexandria.storage.base import Store
 from alexandria.storage.registry import open_store
 
@@ -22,11 +25,15 @@ class Core:
         self.embedders = embedders or EmbedderRegistry(settings)
         self.keys = KeyService(self.store)
         self.catalog = CatalogService(self.store, self.embedders, settings)
-        self.documents = DocumentService(self.store, self.embedders, settings)
+        self.jobs = JobService(self.store, settings)
+        self.documents = DocumentService(self.store, self.embedders, settings, self.jobs)
+        self.jobs.register(INDEX_DOCUMENT, self.documents.run_index_jobs)
         self.search = SearchService(self.store, self.embedders, settings)
         self.spaces = SpaceService(self.store)
         self.folders = FolderService(self.store)
+        self.tables = TableService(self.store, settings)
         self.rate_limits = RateLimits(settings.upserts_per_minute)
 
     def close(self) -> None:
+        self.jobs.stop_workers()
         self.store.close()

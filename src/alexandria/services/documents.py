@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import blake3
 import numpy as np
 
 from alexandria.config import Settings
+from alexandria.domain.jobs import IndexState, Job
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError, ChunkingFailed, InvalidRequest, QuotaExceeded
-from alexandria.ingest.base import Vectors
+from alexandria.ingest.base import Embedder, Vectors
 from alexandria.ingest.chunkers import ChunkingError, Section, SectionChunker, section_full_text
 from alexandria.services.embedders import EmbedderRegistry
+from alexandria.services.jobs import JobService
 from alexandria.storage.base import ChunkWrite, DocumentWrite, Store
 
 MAX_TITLE_LENGTH = 512
@@ -42,12 +45,29 @@ class UpsertResult:
     embedded_chunks: int  # chunks actually sent to the embedder (others reused by hash)
 
 
+@dataclass(frozen=True)
+class AsyncUpsertResult:
+    document: Document  # as stored: new content and metadata, chunks still the previous version's until indexed
+    job: Job | None  # the queued index job; None when this version was already indexed or queued
+
+
 def section_to_json(section: Section) -> object:
     return {
         "prefix": section.prefix,
         "content": section.content,
         "sections": [section_to_json(s) for s in section.sections],
     }
+
+
+def section_from_json(obj: object) -> Section:
+    if not isinstance(obj, dict):
+        raise InvalidRequest("stored section is not an object")
+    prefix, content, sections = obj.get("prefix"), obj.get("content"), obj.get("sections") or []
+    if not (prefix is None or isinstance(prefix, str)) or not (content is None or isinstance(content, str)):
+        raise InvalidRequest("stored section has a non-string prefix or content")
+    if not isinstance(sections, list):
+        raise InvalidRequest("stored section has non-list sections")
+    return Section(prefix, content, tuple(section_from_json(s) for s in sections))
 
 
 def chunk_hash(text: str) -> str:
@@ -80,18 +100,46 @@ def resolve_title(title: str | None, tags: Sequence[str], fallback: str) -> tupl
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    write: DocumentWrite
+class _Chunks:
     chunks: list[ChunkWrite]
-    known: dict[str, Vectors]
-    todo: list[int]
+    known: dict[str, Vectors]  # vectors of the document's stored chunks, by chunk hash
+    todo: list[int]  # indexes of the chunks to embed (the others' vectors are known by hash)
+
+    def texts(self) -> list[str]:
+        return [self.chunks[i].text for i in self.todo]
+
+    def vectors(self, embedded: Vectors, dim: int) -> Vectors:
+        """All chunks' vectors: ``embedded`` holds those of ``todo``, in order."""
+        vectors: Vectors = np.zeros((len(self.chunks), dim), dtype=np.float32)
+        for row, i in enumerate(self.todo):
+            vectors[i] = embedded[row]
+        for i, w in enumerate(self.chunks):
+            if w.hash in self.known:
+                vectors[i] = self.known[w.hash]
+        return vectors
+
+
+@dataclass(frozen=True)
+class _Prepared(_Chunks):
+    write: DocumentWrite
+
+
+def chunk_writes(chunker: SectionChunker, section: Section) -> list[ChunkWrite]:
+    try:
+        chunks = chunker.chunk(section)
+    except ChunkingError as exc:
+        raise ChunkingFailed(str(exc)) from exc
+    return [ChunkWrite(c.offset, c.text, chunk_hash(c.text), c.token_count) for c in chunks]
 
 
 class DocumentService:
-    def __init__(self, store: Store, embedders: EmbedderRegistry, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, embedders: EmbedderRegistry, settings: Settings, jobs: JobService | None = None
+    ) -> None:
         self.store = store
         self.embedders = embedders
         self.settings = settings
+        self.jobs = jobs
 
     def upsert(self, ds: DataSource, req: UpsertRequest, now_ms: int) -> UpsertResult:
         result = self.upsert_many(ds, [req], now_ms)[0]
@@ -120,29 +168,16 @@ class DocumentService:
             except AlexandriaError as exc:
                 results.append(exc)
         pending = [p for p in results if isinstance(p, _Prepared)]
-        texts = [p.chunks[i].text for p in pending for i in p.todo]
-        embedded = np.zeros((0, ds.dim), dtype=np.float32)
-        if texts:
-            parts = []
-            step = max(self.settings.embed_batch_size * 8, 1)
-            for start in range(0, len(texts), step):
-                parts.append(embedder.embed(texts[start : start + step]))
-                if on_embedded is not None:
-                    on_embedded(min(step, len(texts) - start))
-            embedded = np.concatenate(parts)
+        texts = [t for p in pending for t in p.texts()]
+        embedded = self._embed(embedder, ds, texts, on_embedded, max(self.settings.embed_batch_size * 8, 1))
         cursor = 0
         out: list[UpsertResult | AlexandriaError] = []
         for item in results:
             if not isinstance(item, _Prepared):
                 out.append(item)
                 continue
-            vectors: Vectors = np.zeros((len(item.chunks), ds.dim), dtype=np.float32)
-            for i in item.todo:
-                vectors[i] = embedded[cursor]
-                cursor += 1
-            for i, w in enumerate(item.chunks):
-                if w.hash in item.known:
-                    vectors[i] = item.known[w.hash]
+            vectors = item.vectors(embedded[cursor : cursor + len(item.todo)], ds.dim)
+            cursor += len(item.todo)
             try:
                 doc = self.store.upsert_document(ds, item.write, item.chunks, vectors)
             except AlexandriaError as exc:
@@ -154,6 +189,19 @@ class DocumentService:
     def _prepare(
         self, ds: DataSource, req: UpsertRequest, now_ms: int, chunker: SectionChunker
     ) -> UpsertResult | _Prepared:
+        write = self._validate(ds, req, now_ms)
+        if self.store.document_hash(ds, req.document_id) == write.hash:
+            existing = self.store.get_document(ds, req.document_id, with_text=False)
+            if existing is not None:
+                return UpsertResult(existing, changed=False, embedded_chunks=0)
+        writes = chunk_writes(chunker, req.section)
+        known = self.store.vectors_by_chunk_hash(ds, req.document_id)
+        todo = [i for i, w in enumerate(writes) if w.hash not in known]
+        write = replace(write, token_count=sum(w.token_count for w in writes))
+        return _Prepared(chunks=writes, known=known, todo=todo, write=write)
+
+    def _validate(self, ds: DataSource, req: UpsertRequest, now_ms: int) -> DocumentWrite:
+        """Every check of an upsert but chunking; the document to store (``token_count`` left 0) with its hash."""
         if not req.document_id:
             raise InvalidRequest("Invalid document id: must not be empty.")
         text = section_full_text(req.section)
@@ -172,17 +220,7 @@ class DocumentService:
         identity = [req.document_id, section_json, timestamp, list(tags), list(parents), req.parent_id, title]
         identity += [mime_type, req.source_url, ds.embedder, ds.chunk_size]
         doc_hash = blake3.blake3(json.dumps(identity, ensure_ascii=False).encode()).hexdigest()
-        if self.store.document_hash(ds, req.document_id) == doc_hash:
-            existing = self.store.get_document(ds, req.document_id, with_text=False)
-            if existing is not None:
-                return UpsertResult(existing, changed=False, embedded_chunks=0)
-        try:
-            chunks = chunker.chunk(req.section)
-        except ChunkingError as exc:
-            raise ChunkingFailed(str(exc)) from exc
-        writes = [ChunkWrite(c.offset, c.text, chunk_hash(c.text), c.token_count) for c in chunks]
-        known = self.store.vectors_by_chunk_hash(ds, req.document_id)
-        write = DocumentWrite(
+        return DocumentWrite(
             document_id=req.document_id,
             title=title,
             mime_type=mime_type,
@@ -194,10 +232,105 @@ class DocumentService:
             section_json=section_json,
             text=text,
             hash=doc_hash,
-            token_count=sum(w.token_count for w in writes),
+            token_count=0,
         )
-        todo = [i for i, w in enumerate(writes) if w.hash not in known]
-        return _Prepared(write, writes, known, todo)
+
+    @staticmethod
+    def _embed(
+        embedder: Embedder, ds: DataSource, texts: list[str], on_embedded: Callable[[int], None] | None, step: int
+    ) -> Vectors:
+        if not texts:
+            return np.zeros((0, ds.dim), dtype=np.float32)
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(embedder.embed(texts[start : start + step]))
+            if on_embedded is not None:
+                on_embedded(min(step, len(texts) - start))
+        return np.concatenate(parts)
+
+    # --- async upserts: (1) validate, store as pending and queue, in the request; (2) index, in a worker --------
+    def upsert_async(self, ds: DataSource, req: UpsertRequest, now_ms: int) -> AsyncUpsertResult:
+        """Validate exactly as :meth:`upsert` does (chunking included, so every error is reported now), then store
+        the new content as ``pending`` and queue its index job in one transaction. Nothing is embedded here."""
+        write = self._validate(ds, req, now_ms)
+        if self.store.document_hash(ds, req.document_id) == write.hash:
+            existing = self.store.get_document(ds, req.document_id, with_text=False)
+            if existing is not None:
+                return AsyncUpsertResult(existing, None)
+        chunker = SectionChunker(self.embedders.get(ds.embedder).tokenizer, ds.chunk_size)
+        writes = chunk_writes(chunker, req.section)
+        doc, job = self.store.write_pending_document(
+            ds, replace(write, token_count=sum(w.token_count for w in writes)), now_ms
+        )
+        if job is not None and self.jobs is not None:
+            self.jobs.notify()
+        return AsyncUpsertResult(doc, job)
+
+    def run_index_jobs(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """The ``index_document`` job handler: for each job whose document still has the job's hash and is not yet
+        indexed, chunk the stored section, embed the new chunks (all the batch's together; vectors of unchanged
+        chunks reused by hash) and replace the chunks in one transaction that re-checks the hash and marks the job
+        done. Obsolete jobs (a newer version, a delete) do no work. Returns each job's error or None."""
+        out: dict[int, BaseException | None] = {}
+        by_ds: dict[int, list[Job]] = {}
+        for job in jobs:
+            if job.data_source_id is None:
+                out[job.id] = InvalidRequest(f"index job {job.id} names no data source")
+            else:
+                by_ds.setdefault(job.data_source_id, []).append(job)
+        for ds_id, group in by_ds.items():
+            ds = self.store.get_data_source_by_id(ds_id)
+            if ds is None:  # deleted with its documents: nothing left to index
+                out.update((j.id, None) for j in group)
+                continue
+            try:
+                self._index_batch(ds, group, out)
+            except Exception as exc:
+                out.update((j.id, exc) for j in group if j.id not in out)
+        return [out.get(j.id) for j in jobs]
+
+    def _index_batch(self, ds: DataSource, jobs: Sequence[Job], out: dict[int, BaseException | None]) -> None:
+        embedder = self.embedders.get(ds.embedder)
+        chunker = SectionChunker(embedder.tokenizer, ds.chunk_size)
+        prepared: list[tuple[Job, _Chunks]] = []
+        for job in jobs:
+            try:
+                info = self.store.document_index_info(ds, job.payload_str("document_id"))
+                if info is None or info.hash != job.payload_str("hash") or info.index_state is IndexState.INDEXED:
+                    out[job.id] = None  # obsolete: deleted, superseded, or indexed already
+                    continue
+                writes = chunk_writes(chunker, section_from_json(json.loads(info.section_json)))
+                known = self.store.vectors_by_chunk_hash(ds, info.document_id)
+                todo = [i for i, w in enumerate(writes) if w.hash not in known]
+                prepared.append((job, _Chunks(writes, known, todo)))
+            except (ValueError, AlexandriaError) as exc:  # ValueError: bad payload or stored JSON
+                out[job.id] = InvalidRequest(str(exc)) if not isinstance(exc, AlexandriaError) else exc
+        step = max(self.settings.embed_batch_size * 8, 1)
+        try:
+            texts = [t for _, p in prepared for t in p.texts()]
+            embedded = self._embed(embedder, ds, texts, None, step)
+        except Exception as exc:
+            if len(prepared) == 1:
+                out[prepared[0][0].id] = exc
+                return
+            for job, p in prepared:  # find the culprit: embed each document on its own
+                try:
+                    self._store_index(ds, job, p, self._embed(embedder, ds, p.texts(), None, step))
+                    out[job.id] = None
+                except Exception as one:
+                    out[job.id] = one
+            return
+        cursor = 0
+        for job, p in prepared:
+            try:
+                self._store_index(ds, job, p, embedded[cursor : cursor + len(p.todo)])
+                out[job.id] = None
+            except Exception as exc:
+                out[job.id] = exc
+            cursor += len(p.todo)
+
+    def _store_index(self, ds: DataSource, job: Job, p: _Chunks, embedded: Vectors) -> None:
+        self.store.index_document(ds, job, p.chunks, p.vectors(embedded, ds.dim), int(time.time() * 1000))
 
     def get(self, ds: DataSource, document_id: str) -> Document | None:
         return self.store.get_document(ds, document_id, with_text=True)

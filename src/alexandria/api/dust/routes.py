@@ -137,9 +137,11 @@ async def upsert_document(
         parents=tuple(body.parents) if body.parents is not None else None,
         parent_id=parent_id,
     )
-    result = await run_sync(core.documents.upsert, ds, req, int(time.time() * 1000))
     if raw.get("async") is True:
+        # validated and stored as pending with its index job, in one transaction; a worker embeds it later
+        await run_sync(core.documents.upsert_async, ds, req, int(time.time() * 1000))
         return JSONResponse({"document": {"document_id": documentId}})
+    result = await run_sync(core.documents.upsert, ds, req, int(time.time() * 1000))
     doc = result.document
     if body.light_document_output:
         return JSONResponse({"document": render.light_document(doc), "data_source": render.data_source(ds)})
@@ -253,6 +255,14 @@ async def search(request: Request, auth: AuthDep, core: CoreDep, dsId: str, spac
     return JSONResponse(render.search_results(ds, results, req.full_text))
 
 
+async def check_upsert_queue(auth: AuthDep, core: CoreDep, dsId: str, spaceId: str | None = None) -> JSONResponse:
+    """Queued and running index jobs of the data source (connectors poll it for back-pressure); system keys only."""
+    _, ds = await resolve_data_source(core, auth, spaceId, dsId)
+    if not auth.is_system:
+        raise dust_error(403, "data_source_auth_error", "Only system keys can check the upsert queue.")
+    return JSONResponse({"running_count": await run_sync(core.jobs.running_count, ds)})
+
+
 # Document ids are free strings and may contain "/" (percent-encoded by clients, decoded before routing), so the id
 # is a path parameter; the `/parents` route is registered first so that it wins for POST .../{id}/parents.
 for _path in paths("/documents/{documentId:path}/parents"):
@@ -265,3 +275,5 @@ for _path in paths("/documents"):
     router.add_api_route(_path, list_documents, methods=["GET"])
 for _path in paths("/search"):
     router.add_api_route(_path, search, methods=["GET"])
+for _path in paths("/check_upsert_queue"):
+    router.add_api_route(_path, check_upsert_queue, methods=["GET"])

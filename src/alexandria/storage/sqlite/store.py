@@ -16,8 +16,10 @@ from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
 from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
 from alexandria.storage.sqlite.search import SqliteSearch
 from alexandria.storage.sqlite.spaces import SqliteSpaces, ensure_global_group, insert_view
+from alexandria.storage.sqlite.tables import SqliteTables
 from alexandria.storage.sqlite.vectors import HnswParams, VectorIndexes, vectors_from_blobs
 
 
@@ -31,7 +33,7 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
     return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
-class SqliteStore(SqliteSpaces, SqliteSearch):
+class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
     def __init__(self, path: Path, settings: Settings) -> None:
         self.db = Database(path)
         self.vectors = VectorIndexes(
@@ -228,9 +230,13 @@ class SqliteStore(SqliteSpaces, SqliteSearch):
         return docs, total
 
     def document_hash(self, ds: DataSource, document_id: str) -> str | None:
+        """The hash of the document's content if that content is indexed (None if missing, pending or failed)."""
         row = (
             self.db.read()
-            .execute("SELECT hash FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, document_id))
+            .execute(
+                "SELECT hash FROM documents WHERE data_source_id = ? AND document_id = ? AND index_state = 'indexed'",
+                (ds.id, document_id),
+            )
             .fetchone()
         )
         return str(row[0]) if row else None
@@ -285,9 +291,10 @@ class SqliteStore(SqliteSpaces, SqliteSearch):
                     conn.execute(
                         "UPDATE documents SET title=?, mime_type=?, source_url=?, timestamp=?, tags=?, parents=?, "
                         "parent_id=?, section=?, text=?, hash=?, text_size=?, chunk_count=?, token_count=?, "
-                        "updated=? WHERE id = ?",
+                        "updated=?, index_state='indexed', index_error=NULL WHERE id = ?",
                         (*values, now, pk),
                     )
+                    retire_queued(conn, ds.id, doc.document_id, now)  # older async versions are obsolete
                 else:
                     cur = conn.execute(
                         "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
@@ -334,6 +341,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch):
                 prev_version = self._vector_version(conn, ds.id)
                 removed = self._delete_chunks(conn, fts_table(ds.id), int(row[0]))
                 conn.execute("DELETE FROM documents WHERE id = ?", (int(row[0]),))
+                retire_queued(conn, ds.id, document_id, rows.now_ms())
                 new_version = self._bump_version(conn, ds.id)
             if index.version == prev_version:
                 index.remove(np.array(removed, dtype=np.int64))

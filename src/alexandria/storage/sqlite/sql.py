@@ -1,0 +1,328 @@
+"""Read-only SQL over tables, after Dust's ``sqlite_worker`` (dust-behaviour.md §4.3).
+
+The requested tables are copied into a private in-memory SQLite database (typed columns: ``INT``, ``REAL``,
+``TEXT``, ``BOOLEAN``; datetimes as ``'YYYY-MM-DD HH:MM:SS'`` text, booleans as 1/0), built straight from the
+stored JSON rows by SQLite itself (the store file is attached read-only for the copy, then detached). Databases are
+kept in a small LRU cache keyed by each table's primary key, rows version and exposed name, so any row write or
+delete (which bumps the version) makes the next query build a fresh one.
+
+The client's query then runs with:
+
+- exactly one statement (``Query must contain a single statement``);
+- an authorizer allowing only ``SELECT``, ``READ`` (of the exposed tables only), ``RECURSIVE`` and ``FUNCTION``
+  (except ``load_extension`` and a few other unsafe ones): every write, ``ATTACH``, ``DETACH``, ``PRAGMA``, schema
+  change or transaction statement is refused while the statement is prepared, before anything runs;
+- ``PRAGMA query_only = 1``, ``SQLITE_LIMIT_ATTACHED = 0``, a 32 MiB cap on any string or blob, and
+  ``SQLITE_DBCONFIG_DEFENSIVE`` where Python exposes it (``Connection.setconfig``, Python ≥ 3.12);
+- a progress handler that interrupts it past the time limit (``query_timeout``);
+- at most ``max_rows`` result rows (``too_many_result_rows``) and ``max_result_bytes`` of result text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, TableColumn
+from alexandria.storage.sqlite.db import quote_ident
+from alexandria.tables.errors import QueryFailed, TableNotFound
+from alexandria.tables.schema import SchemaBuilder, from_rows, schema_from_json
+
+SQL_TYPES = {"int": "INT", "float": "REAL", "text": "TEXT", "bool": "BOOLEAN", "datetime": "TEXT"}
+ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33})  # 33: RECURSIVE
+DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "fts5"})
+MAX_VALUE_BYTES = 32 * 1024 * 1024
+EMPTY_COLUMN = "__empty__"
+_PROGRESS_STEPS = 1000
+_ACTIONS = (
+    "CREATE_INDEX CREATE_TABLE CREATE_TEMP_INDEX CREATE_TEMP_TABLE CREATE_TEMP_TRIGGER CREATE_TEMP_VIEW "
+    "CREATE_TRIGGER CREATE_VIEW DELETE DROP_INDEX DROP_TABLE DROP_TEMP_INDEX DROP_TEMP_TABLE DROP_TEMP_TRIGGER "
+    "DROP_TEMP_VIEW DROP_TRIGGER DROP_VIEW INSERT PRAGMA READ SELECT TRANSACTION UPDATE ATTACH DETACH ALTER_TABLE "
+    "REINDEX ANALYZE CREATE_VTABLE DROP_VTABLE FUNCTION SAVEPOINT RECURSIVE"
+).split()
+_ACTION_NAMES = {int(getattr(sqlite3, f"SQLITE_{n}")): n for n in _ACTIONS if hasattr(sqlite3, f"SQLITE_{n}")}
+
+CacheKey = tuple[tuple[int, int, str], ...]
+
+
+def _fail(code: str, message: str) -> QueryFailed:
+    return QueryFailed(message, code=code)
+
+
+def _datetime_expr(path_param: str) -> str:
+    """SQL text of the ``'YYYY-MM-DD HH:MM:SS'`` rendering of the datetime object at a JSON path (seconds floored)."""
+    epoch = f"json_extract(value, {path_param} || '.epoch')"
+    return f"strftime('%Y-%m-%d %H:%M:%S', ({epoch} - ((({epoch} % 1000) + 1000) % 1000)) / 1000, 'unixepoch')"
+
+
+class _Guard:
+    """The authorizer and progress handler of one database; ``denied`` and ``timed_out`` tell why a query failed."""
+
+    def __init__(self, tables: frozenset[str]) -> None:
+        self.tables = tables
+        self.denied: str | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
+        if action not in ALLOWED_ACTIONS:
+            self.denied = self.denied or _ACTION_NAMES.get(action, str(action))
+            return sqlite3.SQLITE_DENY
+        # a READ without a database is of a common table expression; real tables must be the exposed ones
+        if (
+            action == sqlite3.SQLITE_READ
+            and db is not None
+            and (db != "main" or (arg1 or "").lower() not in self.tables)
+        ):
+            self.denied = self.denied or f"reading {arg1}"
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+            self.denied = self.denied or f"function {arg2}"
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def progress(self) -> int:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+            return 1
+        return 0
+
+
+class _Database:
+    def __init__(self, conn: sqlite3.Connection, guard: _Guard) -> None:
+        self.conn = conn
+        self.guard = guard
+        self.lock = threading.Lock()
+        self.retired = False
+
+    def retire(self) -> None:
+        """Close now if idle, else when the running query ends."""
+        self.retired = True
+        if self.lock.acquire(blocking=False):
+            try:
+                self.conn.close()
+            finally:
+                self.lock.release()
+
+
+class QueryEngine:
+    """Builds, caches and queries the in-memory databases of one store file."""
+
+    def __init__(self, path: Path) -> None:
+        self.uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        self._cache: OrderedDict[CacheKey, _Database] = OrderedDict()
+        self._lock = threading.Lock()  # guards the cache
+        self._build_lock = threading.Lock()  # one build at a time (builds of the same tables would be duplicates)
+
+    def close(self) -> None:
+        with self._lock:
+            entries = list(self._cache.values())
+            self._cache.clear()
+        for entry in entries:
+            entry.retire()
+
+    # --- cache ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _key(tables: Sequence[QueryTable]) -> CacheKey:
+        return tuple(sorted((t.table.pk, t.table.rows_version, t.name) for t in tables))
+
+    def _get(self, key: CacheKey) -> _Database | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+            return entry
+
+    def _put(self, key: CacheKey, entry: _Database, capacity: int) -> None:
+        evicted: list[_Database] = []
+        with self._lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                evicted.append(old)
+            self._cache[key] = entry
+            while len(self._cache) > max(capacity, 1):
+                evicted.append(self._cache.popitem(last=False)[1])
+        for e in evicted:
+            e.retire()
+
+    def cached_keys(self) -> list[CacheKey]:
+        with self._lock:
+            return list(self._cache)
+
+    # --- build ---------------------------------------------------------------------------------------------------
+    def _build(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, _Database]:
+        conn = sqlite3.connect("file::memory:", uri=True, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("ATTACH DATABASE ? AS src", (self.uri,))
+            key: list[tuple[int, int, str]] = []
+            conn.execute("BEGIN")
+            try:
+                for qt in tables:
+                    key.append((qt.table.pk, self._copy_table(conn, qt), qt.name))
+            finally:
+                conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE src")
+            self._lock_down(conn)
+        except BaseException:
+            conn.close()
+            raise
+        guard = _Guard(frozenset(t.name.lower() for t in tables))
+        conn.set_authorizer(guard.authorize)
+        return tuple(sorted(key)), _Database(conn, guard)
+
+    @staticmethod
+    def _copy_table(conn: sqlite3.Connection, qt: QueryTable) -> int:
+        """Create and fill the table ``qt.name``; returns the rows version copied."""
+        row = conn.execute(
+            "SELECT rows_version, schema, schema_stale FROM src.data_tables WHERE id = ?", (qt.table.pk,)
+        ).fetchone()
+        if row is None:
+            raise TableNotFound(f"Table `{qt.table.table_id}` not found.")
+        version = int(row[0])
+        if row[2]:
+            builder = SchemaBuilder()
+            for (value,) in conn.execute(
+                "SELECT value FROM src.table_rows WHERE table_pk = ? ORDER BY id", (qt.table.pk,)
+            ):
+                builder.add_row(json.loads(value))
+            columns: Sequence[TableColumn] = builder.columns()
+        else:
+            columns = schema_from_json(json.loads(row[1]) if row[1] is not None else None) or ()
+        name = quote_ident(qt.name)
+        if not columns:
+            conn.execute(f"CREATE TABLE main.{name} ({quote_ident(EMPTY_COLUMN)} INT)")
+            return version
+        defs = ", ".join(f"{quote_ident(c.name)} {SQL_TYPES[c.value_type]}" for c in columns)
+        conn.execute(f"CREATE TABLE main.{name} ({defs})")
+        exprs: list[str] = []
+        params: list[object] = []
+        for c in columns:
+            path = '$."' + c.name.replace('"', '\\"') + '"'
+            if c.value_type in ("text", "datetime"):
+                exprs.append(
+                    f"CASE json_type(value, ?) WHEN 'object' THEN {_datetime_expr('?')} ELSE json_extract(value, ?) END"
+                )
+                params += [path, path, path, path]
+            else:
+                exprs.append("json_extract(value, ?)")
+                params.append(path)
+        conn.execute(
+            f"INSERT INTO main.{name} ({', '.join(quote_ident(c.name) for c in columns)}) "
+            f"SELECT {', '.join(exprs)} FROM src.table_rows WHERE table_pk = ? ORDER BY id",
+            (*params, qt.table.pk),
+        )
+        return version
+
+    @staticmethod
+    def _lock_down(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA query_only = 1")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
+        setconfig = getattr(conn, "setconfig", None)
+        defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
+        if setconfig is not None and defensive is not None:
+            setconfig(defensive, True)
+
+    def database(self, tables: Sequence[QueryTable], capacity: int) -> _Database:
+        key = self._key(tables)
+        entry = self._get(key)
+        if entry is not None:
+            return entry
+        with self._build_lock:
+            entry = self._get(key)
+            if entry is not None:
+                return entry
+            try:
+                built_key, entry = self._build(tables)
+            except sqlite3.Error as exc:  # e.g. a table name SQLite reserves (`sqlite_...`)
+                raise _fail("query_execution_error", f"Cannot load the tables: {exc}") from exc
+            self._put(built_key, entry, capacity)
+            return entry
+
+    # --- query ---------------------------------------------------------------------------------------------------
+    def query(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
+        while True:
+            entry = self.database(tables, limits.cached_databases)
+            with entry.lock:
+                if entry.retired:  # evicted between lookup and lock: build or find another
+                    entry.conn.close()
+                    continue
+                try:
+                    rows = self._run(entry, query, limits)
+                finally:
+                    if entry.retired:  # evicted while running: retire() left the closing to us
+                        entry.conn.close()
+            break
+        return QueryResult(from_rows(rows), rows)
+
+    @staticmethod
+    def _run(entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
+        conn, guard = entry.conn, entry.guard
+        guard.denied = None
+        guard.timed_out = False
+        guard.deadline = time.monotonic() + limits.timeout_ms / 1000
+        conn.set_progress_handler(guard.progress, _PROGRESS_STEPS)
+        cur: sqlite3.Cursor | None = None
+        try:
+            cur = conn.execute(query)
+            if cur.description is None:  # nothing (empty, only comments) or a statement that returns no rows
+                raise _fail("query_execution_error", "Query must contain a single read-only SELECT statement.")
+            names = [str(d[0]) for d in cur.description]
+            fetched = cur.fetchmany(limits.max_rows + 1)
+            if len(fetched) > limits.max_rows:
+                raise _fail(
+                    "too_many_result_rows",
+                    f"The query returned more than {limits.max_rows} rows. Aggregate the data or add a LIMIT.",
+                )
+            return _to_rows(names, fetched, limits.max_result_bytes)
+        except (sqlite3.ProgrammingError, sqlite3.Warning) as exc:
+            if "one statement" in str(exc):
+                raise _fail("query_execution_error", "Query must contain a single statement.") from exc
+            raise _fail("query_execution_error", f"Query execution error: {exc}") from exc
+        except sqlite3.Error as exc:
+            if guard.timed_out:
+                raise _fail("query_timeout", f"Query execution timed out after {limits.timeout_ms} ms.") from exc
+            if guard.denied is not None:
+                raise _fail(
+                    "query_execution_error",
+                    f"Query must be read-only and use only the given tables: {guard.denied} is not allowed.",
+                ) from exc
+            raise _fail("query_execution_error", f"Query execution error: {exc}") from exc
+        finally:
+            if cur is not None:
+                cur.close()
+            conn.set_progress_handler(None, 0)
+
+
+def _to_rows(names: list[str], fetched: list[tuple[object, ...]], max_bytes: int) -> list[RowValue]:
+    out: list[RowValue] = []
+    size = 0
+    for record in fetched:
+        value: RowValue = {}
+        for name, cell in zip(names, record, strict=True):
+            if isinstance(cell, bytes):
+                try:
+                    cell = cell.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _fail(
+                        "query_execution_error", f"Column `{name}` holds a BLOB that is not valid UTF-8."
+                    ) from exc
+            if isinstance(cell, float) and (cell != cell or cell in (float("inf"), float("-inf"))):
+                cell = None  # JSON has no NaN or infinity (serde_json writes them as null)
+            if isinstance(cell, str):
+                size += len(cell)
+            elif cell is not None and not isinstance(cell, int | float):
+                raise _fail("query_execution_error", f"Column `{name}` holds an unsupported value.")
+            value[name] = cell
+        size += 8 * len(names)
+        if size > max_bytes:
+            raise _fail("query_execution_error", f"The query result is larger than {max_bytes} bytes.")
+        out.append(value)
+    return out

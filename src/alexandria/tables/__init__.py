@@ -1,0 +1,1 @@
+"""Backend-neutral table logic: schema inference, row value validation, CSV parsing, their domain errors."""

@@ -1,0 +1,102 @@
+"""Tables end to end: a real `alexandria serve` process over HTTP on loopback, SQLite on disk. Create a table, upsert
+rows, upload a CSV, run an SQL aggregate over both, delete."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.test_real_server import CLI, free_port, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    data = tmp_path_factory.mktemp("e2e_tables") / "data"
+    env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+    key = run_cli("keys", "create", "--data-dir", str(data), "--workspace", "acme", env=env)
+    ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "sheets", env=env)
+    port = free_port()
+    log_path = data.parent / "server.log"
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log_file.close()
+            raise AssertionError(f"server did not start: {log_path.read_text()}")
+        time.sleep(0.3)
+    try:
+        yield base, key, ds
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log_file.close()
+
+
+def test_tables_rows_csv_sql_delete_over_http(server: tuple[str, str, str]) -> None:
+    base, key, ds = server
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        space = http.get("/api/v1/w/acme/spaces").json()["spaces"][0]["sId"]
+        root = f"/api/v1/w/acme/spaces/{space}/data_sources/{ds}"
+        made = http.post(
+            f"{root}/tables", json={"name": "orders", "description": "Orders", "title": "", "table_id": "o"}
+        )
+        assert made.status_code == 200, made.text
+        rows = [
+            {"row_id": str(i), "value": {"region": ["emea", "amer"][i % 2], "amount": i * 10, "paid": i % 3 == 0}}
+            for i in range(1, 101)
+        ]
+        upserted = http.post(f"{root}/tables/o/rows", json={"rows": rows})
+        assert upserted.status_code == 200, upserted.text
+        assert [c["value_type"] for c in upserted.json()["table"]["schema"]] == ["text", "int", "bool"]
+        listed = http.get(f"{root}/tables/o/rows", params={"limit": 5, "offset": 95}).json()
+        assert listed["total"] == 100 and [r["row_id"] for r in listed["rows"]] == ["96", "97", "98", "99", "100"]
+
+        csv = "Region,Target\nemea,300\namer,400\n"
+        uploaded = http.post(
+            f"{root}/tables/csv",
+            files={"file": ("targets.csv", csv.encode(), "text/csv")},
+            data={"name": "targets", "description": "Targets", "tableId": "t", "truncate": "true"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        assert [c["name"] for c in uploaded.json()["table"]["schema"]] == ["region", "target"]
+
+        sql = (
+            "SELECT o.region, sum(o.amount) AS total, t.target, sum(o.amount) >= t.target AS met FROM orders o "
+            "JOIN targets t ON t.region = o.region GROUP BY o.region ORDER BY o.region"
+        )
+        tables = [{"data_source_id": ds, "table_id": "o"}, {"data_source_id": ds, "table_id": "t"}]
+        result = http.post("/api/v1/w/acme/query_tables", json={"query": sql, "tables": tables})
+        assert result.status_code == 200, result.text
+        assert result.json()["results"] == [
+            {"value": {"region": "amer", "total": 25000, "target": 400, "met": 1}},
+            {"value": {"region": "emea", "total": 25500, "target": 300, "met": 1}},
+        ]
+        assert [c["name"] for c in result.json()["schema"]] == ["region", "total", "target", "met"]
+        refused = http.post("/api/v1/w/acme/query_tables", json={"query": "DELETE FROM orders", "tables": tables})
+        assert refused.status_code == 400 and refused.json()["error"]["type"] == "data_source_error"
+
+        assert http.delete(f"{root}/tables/o").status_code == 200
+        assert http.get(f"{root}/tables/o").status_code == 404
+        gone = http.post("/api/v1/w/acme/query_tables", json={"query": "SELECT 1", "tables": tables})
+        assert gone.status_code == 404 and gone.json()["error"]["type"] == "table_not_found"
+        assert [t["table_id"] for t in http.get(f"{root}/tables").json()["tables"]] == ["t"]
