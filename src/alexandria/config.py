@@ -108,5 +108,29 @@ class Settings(BaseSettings):
     )
     job_retention_h: float = Field(24.0, ge=0, description="Hours finished (done or failed) jobs are kept.")
 
+    reranker: Literal["none", "http"] = Field(
+        "none",
+        description="Reranker applied when a search asks for reranking: `none` (no built-in cross-encoder ships on "
+        "PyPI) or `http` (a Jina/Cohere-style `POST {base_url}/rerank` endpoint).",
+    )
+    rerank_base_url: str = Field(
+        "https://api.jina.ai/v1", description="Base URL (including the API version) of the HTTP reranker."
+    )
+    rerank_api_key: str | None = Field(None, description="Bearer key for the HTTP reranker.")
+    rerank_model: str = Field("jina-reranker-v2-base-multilingual", description="Model name sent to the HTTP reranker.")
+
+    upload_file_size_limit_mb: float = Field(
+        15.0, gt=0, description="Largest file accepted by Dify's create/update-by-file (MB); larger files get 413."
+    )
+    dify_max_segmentation_tokens: int = Field(
+        4000,
+        ge=50,
+        description="Largest custom `max_tokens` (characters) of a Dify process rule "
+        "(Dify's INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH).",
+    )
+    dify_max_segments_per_request: int = Field(
+        1000, ge=1, description="Most segments one Dify `POST .../segments` request may add."
+    )
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'alexandria.db'}"

@@ -14,6 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alexandria.api.dify import errors as dify_errors
+from alexandria.api.dify.datasets import router as dify_datasets_router
+from alexandria.api.dify.documents import router as dify_documents_router
+from alexandria.api.dify.segments import router as dify_segments_router
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
 from alexandria.api.dust.tables import router as dust_tables_router
@@ -27,9 +31,25 @@ log = logging.getLogger(__name__)
 
 
 def _dialect_error(path: str, status: int, type_: str, message: str) -> JSONResponse:
-    # Only the Dust dialect exists so far; every path gets Dust's envelope.
-    del path
+    """An error in the envelope of the dialect that owns ``path`` (Dify under ``/v1/``, Dust elsewhere); ``type_``
+    is Dust's error type, translated for Dify."""
+    if dify_errors.is_dify_path(path):
+        code = _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
+        if status == 404:
+            message = dify_errors.ROUTE_NOT_FOUND
+        headers = dify_errors.WWW_AUTHENTICATE if status == 401 else None
+        return JSONResponse({"code": code, "message": message, "status": status}, status_code=status, headers=headers)
     return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+# Dust error types the app itself raises -> Dify codes (werkzeug's snake_case class names)
+_DIFY_CODES = {
+    "not_found": "not_found",
+    "method_not_supported_error": "method_not_allowed",
+    "content_too_large": "request_entity_too_large",
+    "invalid_request_error": "invalid_param",
+    "internal_server_error": "unknown",
+}
 
 
 class BodyLimit:
@@ -96,6 +116,9 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     app.include_router(dust_router)
     app.include_router(dust_tables_router)
     app.include_router(dust_views_router)
+    app.include_router(dify_datasets_router)
+    app.include_router(dify_documents_router)
+    app.include_router(dify_segments_router)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:
@@ -103,7 +126,8 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
 
     @app.exception_handler(AlexandriaError)
     async def on_domain_error(request: Request, exc: AlexandriaError) -> JSONResponse:
-        err = dust_errors.from_domain(exc)
+        is_dify = dify_errors.is_dify_path(request.url.path)
+        err = dify_errors.from_domain(exc) if is_dify else dust_errors.from_domain(exc)
         if err.status >= 500:
             log.error("domain error on %s: %s", request.url.path, exc)
         return JSONResponse(err.body, status_code=err.status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alexandria.domain.metadata_filter import MetadataFilter, matches_metadata
 from alexandria.domain.models import Document
 
 
@@ -21,11 +22,13 @@ class DocumentFilter:
     parents_not: tuple[str, ...] | None = None
     timestamp_gt: int | None = None
     timestamp_lt: int | None = None
+    metadata: MetadataFilter | None = None  # Dify's metadata_filtering_conditions over ``doc_metadata``
 
     def is_empty(self) -> bool:
         return all(
             v is None
             for v in (
+                self.metadata,
                 self.tags_in,
                 self.tags_not,
                 self.parents_in,
@@ -58,6 +61,8 @@ def matches(doc: Document, flt: DocumentFilter) -> bool:
     if flt.parents_not is not None and parents.intersection(flt.parents_not):
         return False
     if flt.timestamp_gt is not None and doc.timestamp < flt.timestamp_gt:
+        return False
+    if flt.metadata is not None and not matches_metadata(doc.doc_metadata, flt.metadata):
         return False
     return not (flt.timestamp_lt is not None and doc.timestamp > flt.timestamp_lt)
 

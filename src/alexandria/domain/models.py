@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class SpaceKind(enum.StrEnum):
@@ -60,6 +61,9 @@ class DataSource:
     chunk_size: int
     core_id: str  # opaque hex id, Dust's `dustAPIDataSourceId`
     connector_provider: str | None = None
+    uuid: str = ""  # Dify's dataset id
+    dify: dict[str, Any] = field(default_factory=dict, compare=False)  # Dify settings (indexing technique, ...)
+    updated_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class ApiKey:
     prefix: str
     created_at: int
     disabled: bool = False
+    data_source_id: int | None = None  # a key bound to one data source (Dify's dataset-scoped keys)
 
     @property
     def is_system(self) -> bool:
@@ -112,6 +117,17 @@ class Document:
     token_count: int
     created: int
     text: str | None = None  # loaded only on request
+    uuid: str = ""  # Dify's document id (equal to ``document_id`` for documents written through Dify)
+    position: int = 0
+    enabled: bool = True  # False (disabled) or archived: out of every index, as in Dify
+    archived: bool = False
+    disabled_at: int | None = None
+    index_state: str = "indexed"  # pending | parsing | splitting | indexing | indexed | failed
+    index_error: str | None = None
+    doc_metadata: dict[str, Any] = field(default_factory=dict, compare=False)  # metadata values by field name
+    batch: str | None = None
+    dify: dict[str, Any] | None = field(default=None, compare=False)  # Dify processing record; None: Dust-chunked
+    updated: int = 0
 
 
 @dataclass(frozen=True)

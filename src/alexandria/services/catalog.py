@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from alexandria.config import Settings
 from alexandria.domain.models import DataSource, Space, Workspace
@@ -42,10 +44,12 @@ class CatalogService:
         embedder: str | None = None,
         chunk_size: int | None = None,
         connector_provider: str | None = None,
+        check_name: bool = True,
+        dify: Mapping[str, Any] | None = None,
     ) -> DataSource:
         """A data source in ``space`` (default: the global space). A managed one (``connector_provider`` set) lives
         in the system space, as Dust's connectors do, and is shared with other spaces through custom views."""
-        if not _NAME.match(name):
+        if check_name and not _NAME.match(name):
             raise InvalidRequest(
                 f"invalid data source name {name!r}: 1-128 letters, digits, spaces, '.', '_' or '-'",
                 code="invalid_data_source_name",
@@ -62,7 +66,7 @@ class CatalogService:
                 code="invalid_chunk_size",
             )
         return self.store.create_data_source(
-            workspace.id, space.id, name, description, embedder_name, model.dim, size, connector_provider
+            workspace.id, space.id, name, description, embedder_name, model.dim, size, connector_provider, dify
         )
 
     def data_source(self, workspace: Workspace, sid_or_name: str, space: Space | None = None) -> DataSource:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from alexandria.config import Settings
 from alexandria.domain.jobs import INDEX_DOCUMENT
+from alexandria.search.rerank import build_reranker
 from alexandria.services.catalog import CatalogService
+from alexandria.services.dify import DifyService
+from alexandria.services.dify_meta import DifyMeta
+from alexandria.services.dify_retrieval import DifyRetrieval
+from alexandria.services.dify_segments import DifySegments
 from alexandria.services.documents import DocumentService
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.folders import FolderService
@@ -33,6 +38,11 @@ class Core:
         self.folders = FolderService(self.store)
         self.tables = TableService(self.store, settings)
         self.rate_limits = RateLimits(settings.upserts_per_minute)
+        self.dify_segments = DifySegments(self.store, self.embedders, settings)
+        self.dify = DifyService(self.store, self.embedders, settings, self.jobs, self.catalog)
+        self.dify_meta = DifyMeta(self.store, self.dify_segments)
+        self.dify_retrieval = DifyRetrieval(self.store, self.search, settings, build_reranker(settings))
+        self.documents.dify_indexer = self.dify.run_index_job
 
     def close(self) -> None:
         self.jobs.stop_workers()

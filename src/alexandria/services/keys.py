@@ -20,10 +20,15 @@ class KeyService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, workspace: Workspace, role: Role, name: str = "") -> tuple[ApiKey, str]:
-        """Create a key; returns it and its secret (shown once, never stored)."""
+    def create(
+        self, workspace: Workspace, role: Role, name: str = "", data_source_id: int | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key (bound to one data source if ``data_source_id``); returns it and its secret (shown once,
+        never stored)."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32).replace("-", "").replace("_", "")[:40]
-        key = self.store.create_api_key(workspace.id, name or f"{role.value} key", role, hash_key(secret), secret[:7])
+        key = self.store.create_api_key(
+            workspace.id, name or f"{role.value} key", role, hash_key(secret), secret[:7], data_source_id
+        )
         return key, secret
 
     def authenticate(self, secret: str) -> ApiKey:

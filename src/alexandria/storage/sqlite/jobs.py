@@ -21,6 +21,7 @@ from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite import rows
+from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, next_position
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
@@ -265,12 +266,14 @@ class SqliteJobs:
                     "index_error=NULL WHERE id = ?",
                     (*values, now_ms, pk),
                 )
+                forget_segments(conn, pk)
             else:
                 cur = conn.execute(
                     "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
                     "section, text, hash, text_size, chunk_count, token_count, created, updated, data_source_id, "
-                    "document_id, index_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, 'pending')",
-                    (*values, now_ms, now_ms, ds.id, doc.document_id),
+                    "document_id, index_state, uuid, position) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (*values, now_ms, now_ms, ds.id, doc.document_id, rows.new_uuid(), next_position(conn, ds.id)),
                 )
                 pk = int(cur.lastrowid or 0)
             conn.executemany(
@@ -342,16 +345,7 @@ class SqliteJobs:
                 pk = int(old[0])
                 prev_version = self._vector_version(conn, ds.id)
                 removed = self._delete_chunks(conn, fts, pk)
-                added: list[int] = []
-                for chunk, vec in zip(chunks, vecs, strict=True):
-                    cur = conn.execute(
-                        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, "
-                        "vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (ds.id, pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes()),
-                    )
-                    chunk_pk = int(cur.lastrowid or 0)
-                    conn.execute(f"INSERT INTO {fts} (rowid, text) VALUES (?, ?)", (chunk_pk, chunk.text))
-                    added.append(chunk_pk)
+                added = insert_chunks(conn, fts, ds.id, pk, chunks, vecs)
                 conn.execute(
                     "UPDATE documents SET chunk_count = ?, token_count = ?, index_state = 'indexed', "
                     "index_error = NULL WHERE id = ?",

@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 import string
 import time
+import uuid
 
 from alexandria.domain.models import (
     ApiKey,
@@ -30,6 +31,10 @@ def new_sid(prefix: str) -> str:
     return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
 
 
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -50,13 +55,15 @@ FOLDER_COLS = (
 )
 DATA_SOURCE_COLS = (
     "id, sid, workspace_id, space_id, name, description, created_at, embedder, dim, chunk_size, core_id, "
-    "connector_provider"
+    "connector_provider, uuid, dify, updated_at"
 )
-API_KEY_COLS = "id, workspace_id, name, role, prefix, created_at, disabled_at"
+API_KEY_COLS = "id, workspace_id, name, role, prefix, created_at, disabled_at, data_source_id"
 DOCUMENT_COLS = (
     "id, data_source_id, document_id, title, mime_type, source_url, timestamp, tags, parents, parent_id, hash, "
-    "text_size, chunk_count, token_count, created"
+    "text_size, chunk_count, token_count, created, uuid, position, enabled, archived, disabled_at, index_state, "
+    "index_error, doc_metadata, batch, dify, updated"
 )
+DOCUMENT_TEXT_AT = 26  # index of ``text`` when selected after DOCUMENT_COLS
 
 
 def workspace(row: sqlite3.Row | tuple[object, ...]) -> Workspace:
@@ -133,6 +140,9 @@ def data_source(row: tuple[object, ...]) -> DataSource:
         chunk_size=int(str(row[9])),
         core_id=str(row[10]),
         connector_provider=None if row[11] is None else str(row[11]),
+        uuid=str(row[12] or ""),
+        dify=json.loads(str(row[13] or "{}")),
+        updated_at=int(str(row[14] or 0)),
     )
 
 
@@ -145,6 +155,7 @@ def api_key(row: tuple[object, ...]) -> ApiKey:
         prefix=str(row[4]),
         created_at=int(str(row[5])),
         disabled=row[6] is not None,
+        data_source_id=None if row[7] is None else int(str(row[7])),
     )
 
 
@@ -166,4 +177,15 @@ def document(row: tuple[object, ...], text: str | None = None) -> Document:
         token_count=int(str(row[13])),
         created=int(str(row[14])),
         text=text,
+        uuid=str(row[15] or ""),
+        position=int(str(row[16])),
+        enabled=bool(row[17]),
+        archived=bool(row[18]),
+        disabled_at=None if row[19] is None else int(str(row[19])),
+        index_state=str(row[20]),
+        index_error=None if row[21] is None else str(row[21]),
+        doc_metadata=json.loads(str(row[22] or "{}")),
+        batch=None if row[23] is None else str(row[23]),
+        dify=None if row[24] is None else json.loads(str(row[24])),
+        updated=int(str(row[25])),
     )

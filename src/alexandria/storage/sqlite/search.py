@@ -14,6 +14,7 @@ from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ScoredId
 from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -27,17 +28,37 @@ STOPWORDS = frozenset(
 )
 
 
-def fts_match_expression(query: str) -> str | None:
-    """An FTS5 expression OR-ing the query's distinct words, each quoted (so no FTS syntax leaks through)."""
+def query_terms(query: str) -> list[str]:
+    """The query's distinct words, English function words dropped (unless nothing else is left)."""
     words: list[str] = []
     for word in _WORD.findall(query.lower()):
         if word not in words:
             words.append(word)
     terms = [w for w in words if w not in STOPWORDS] or words
-    terms = terms[:MAX_QUERY_TERMS]
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return terms[:MAX_QUERY_TERMS]
+
+
+def _quoted(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def fts_match_expression(query: str) -> str | None:
+    """An FTS5 expression OR-ing the query's distinct words, each quoted (so no FTS syntax leaks through)."""
+    terms = query_terms(query)
+    return " OR ".join(_quoted(t) for t in terms) if terms else None
+
+
+BM25_K1 = 1.2  # FTS5's bm25() defaults
+
+
+def bm25_bound(total: int, doc_freqs: Sequence[int]) -> float:
+    """The most BM25 (as FTS5 computes it) any chunk can score for terms of these document frequencies among
+    ``total`` chunks: each term's IDF times (k1 + 1), the limit of its term-frequency factor."""
+    bound = 0.0
+    for n in doc_freqs:
+        idf = math.log((total - n + 0.5) / (n + 0.5))
+        bound += max(idf, 1e-6) * (BM25_K1 + 1)
+    return bound
 
 
 def _in_list(column: str, values: tuple[str, ...], table: str, negate: bool, params: list[object]) -> str:
@@ -67,6 +88,8 @@ def compile_filter(flt: DocumentFilter, doc: str, params: list[object]) -> list[
     if flt.timestamp_lt is not None:
         conds.append(f"{doc}.timestamp <= ?")
         params.append(flt.timestamp_lt)
+    if flt.metadata is not None:
+        conds.append(compile_metadata_filter(flt.metadata, doc, params))
     return conds
 
 
@@ -103,6 +126,21 @@ class SqliteSearch:
             )
         params.append(k)
         return [ScoredId(int(r[0]), float(r[1])) for r in self.db.read().execute(sql, params)]
+
+    def keyword_score_bound(self, ds: DataSource, query: str) -> float:
+        """:func:`bm25_bound` for the query's terms in this data source (0.0 when it has none): dividing a keyword
+        score by it gives a score in [0, 1] with the same meaning for every query."""
+        terms = query_terms(query)
+        if not terms:
+            return 0.0
+        fts = quote_ident(f"fts_{int(ds.id)}")
+        conn = self.db.read()
+        total = int(conn.execute("SELECT count(*) FROM chunks WHERE data_source_id = ?", (ds.id,)).fetchone()[0])
+        freqs = [
+            int(conn.execute(f"SELECT count(*) FROM {fts} WHERE {fts} MATCH ?", (_quoted(t),)).fetchone()[0])
+            for t in terms
+        ]
+        return bm25_bound(total, freqs)
 
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:

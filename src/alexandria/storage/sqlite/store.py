@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,9 @@ from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
 from alexandria.storage.sqlite import rows
+from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, next_position
 from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.dify import SqliteDify
 from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
 from alexandria.storage.sqlite.search import SqliteSearch
 from alexandria.storage.sqlite.spaces import SqliteSpaces, ensure_global_group, insert_view
@@ -33,7 +36,7 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
     return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
-class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
+class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDify):
     def __init__(self, path: Path, settings: Settings) -> None:
         self.db = Database(path)
         self.vectors = VectorIndexes(
@@ -129,12 +132,14 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
         dim: int,
         chunk_size: int,
         connector_provider: str | None = None,
+        dify: Mapping[str, Any] | None = None,
     ) -> DataSource:
         try:
             with self.db.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO data_sources (sid, core_id, workspace_id, space_id, name, description, embedder, "
-                    "dim, chunk_size, created_at, connector_provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "dim, chunk_size, created_at, connector_provider, uuid, dify, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         rows.new_sid("dts"),
                         np.random.default_rng().bytes(32).hex(),
@@ -147,6 +152,9 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
                         chunk_size,
                         rows.now_ms(),
                         connector_provider,
+                        rows.new_uuid(),
+                        json.dumps(dict(dify or {})),
+                        rows.now_ms(),
                     ),
                 )
                 ds_id = int(cur.lastrowid or 0)
@@ -184,12 +192,20 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
         )
         return rows.data_source(row) if row else None
 
-    def create_api_key(self, workspace_id: int, name: str, role: Role, key_hash: str, prefix: str) -> ApiKey:
+    def create_api_key(
+        self,
+        workspace_id: int,
+        name: str,
+        role: Role,
+        key_hash: str,
+        prefix: str,
+        data_source_id: int | None = None,
+    ) -> ApiKey:
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT INTO api_keys (workspace_id, name, role, key_hash, prefix, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (workspace_id, name, role.value, key_hash, prefix, rows.now_ms()),
+                "INSERT INTO api_keys (workspace_id, name, role, key_hash, prefix, created_at, data_source_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (workspace_id, name, role.value, key_hash, prefix, rows.now_ms(), data_source_id),
             )
             row = conn.execute(f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE id = ?", (cur.lastrowid,)).fetchone()
         return rows.api_key(row)
@@ -212,7 +228,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
         )
         if row is None:
             return None
-        return rows.document(row, text=str(row[15]) if with_text else None)
+        return rows.document(row, text=str(row[rows.DOCUMENT_TEXT_AT]) if with_text else None)
 
     def list_documents(
         self, ds: DataSource, document_ids: Sequence[str] | None, limit: int, offset: int
@@ -295,12 +311,13 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
                         (*values, now, pk),
                     )
                     retire_queued(conn, ds.id, doc.document_id, now)  # older async versions are obsolete
+                    forget_segments(conn, pk)  # Dust's chunker now owns the document
                 else:
                     cur = conn.execute(
                         "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
                         "section, text, hash, text_size, chunk_count, token_count, created, updated, "
-                        "data_source_id, document_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*values, now, now, ds.id, doc.document_id),
+                        f"data_source_id, document_id, uuid, position) VALUES ({', '.join(['?'] * 19)})",
+                        (*values, now, now, ds.id, doc.document_id, rows.new_uuid(), next_position(conn, ds.id)),
                     )
                     pk = int(cur.lastrowid or 0)
                 conn.executemany(
@@ -310,16 +327,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
                     "INSERT OR IGNORE INTO document_parents (parent, document_pk) VALUES (?, ?)",
                     [(p, pk) for p in doc.parents],
                 )
-                added: list[int] = []
-                for chunk, vec in zip(chunks, vecs, strict=True):
-                    cur = conn.execute(
-                        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, "
-                        "vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (ds.id, pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes()),
-                    )
-                    chunk_pk = int(cur.lastrowid or 0)
-                    conn.execute(f"INSERT INTO {fts} (rowid, text) VALUES (?, ?)", (chunk_pk, chunk.text))
-                    added.append(chunk_pk)
+                added = insert_chunks(conn, fts, ds.id, pk, chunks, vecs)
                 new_version = self._bump_version(conn, ds.id)
                 row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (pk,)).fetchone()
             # committed: mirror the change in the ANN cache if it was in step with the database
@@ -417,7 +425,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables):
         cur = self.db.read().execute(
             f"SELECT {cols} FROM documents WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(pks)),)
         )
-        return {int(r[0]): rows.document(r, text=str(r[15]) if with_text else None) for r in cur}
+        return {int(r[0]): rows.document(r, text=str(r[rows.DOCUMENT_TEXT_AT]) if with_text else None) for r in cur}
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
         cur = self.db.read().execute(

@@ -163,3 +163,13 @@ class VectorIndexes:
             indexes = list(self._indexes.values())
         for idx in indexes:
             idx.save()
+
+    def drop(self, data_source_id: int) -> None:
+        """Forget a deleted data source's index and remove its files."""
+        with self._lock:
+            idx = self._indexes.pop(data_source_id, None)
+        path = self.directory / f"ds_{data_source_id}.usearch"
+        for p in (path, path.with_suffix(".json"), path.with_suffix(".tmp")):
+            p.unlink(missing_ok=True)
+        if idx is not None:
+            idx.dirty = False

@@ -1,0 +1,126 @@
+"""What every Dify route shares: key authentication (``validate_dataset_token``), dataset resolution, JSON bodies
+and query parameters, all failing in Dify's envelope."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from alexandria.api.deps import get_core, run_sync
+from alexandria.api.dify.errors import WWW_AUTHENTICATE, dify_error
+from alexandria.domain.models import ApiKey, DataSource, Role, Workspace
+from alexandria.services.core import Core
+from alexandria.services.keys import hash_key
+
+
+@dataclass(frozen=True)
+class DifyAuth:
+    workspace: Workspace
+    key: ApiKey
+
+
+def _unauthorized(message: str) -> Exception:
+    return dify_error(401, "unauthorized", message, WWW_AUTHENTICATE)
+
+
+async def authenticate(request: Request) -> DifyAuth:
+    """Dify's ``validate_dataset_token``: ``Authorization: Bearer <key>`` → the key's workspace (dify-behaviour §5).
+    Any key of the workspace with a role that may write (admin, builder, system) acts as the workspace owner."""
+    core = get_core(request)
+    header = request.headers.get("authorization")
+    if not header or " " not in header:
+        raise _unauthorized("Authorization header must be provided and start with 'Bearer'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise _unauthorized("Authorization scheme must be 'Bearer'")
+    key = await run_sync(core.store.get_api_key, hash_key(token.strip()))
+    if key is None or key.disabled:
+        raise _unauthorized("Access token is invalid")
+    ws = await run_sync(core.store.get_workspace_by_id, key.workspace_id)
+    if ws is None:
+        raise _unauthorized("Tenant does not exist.")
+    if key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
+        raise dify_error(403, "forbidden", "No permission.")
+    return DifyAuth(ws, key)
+
+
+AuthDep = Annotated[DifyAuth, Depends(authenticate)]
+CoreDep = Annotated[Core, Depends(get_core)]
+
+
+def require_unbound(auth: DifyAuth) -> None:
+    """Routes about no single dataset (list, create, tags) refuse a key bound to one dataset."""
+    if auth.key.data_source_id is not None:
+        raise dify_error(403, "forbidden", "This API key is bound to one dataset and cannot use this route.")
+
+
+async def resolve_dataset(core: Core, auth: DifyAuth, dataset_id: str) -> DataSource:
+    ds = await run_sync(core.store.get_data_source_by_uuid, auth.workspace.id, dataset_id)
+    if ds is None:
+        raise dify_error(404, "not_found", "Dataset not found.")
+    if auth.key.data_source_id is not None and auth.key.data_source_id != ds.id:
+        raise dify_error(403, "forbidden", "This API key is bound to another dataset.")
+    if ds.dify.get("enable_api") is False:
+        raise dify_error(403, "forbidden", "Dataset api access is not enabled.")
+    return ds
+
+
+async def json_object(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The JSON object body; an empty or undecodable body is Dify's 400 ``bad_request``."""
+    raw = await request.body()
+    if not raw.strip():
+        if not required:
+            return {}
+        raise dify_error(400, "bad_request", "Invalid JSON payload received or JSON payload is empty.")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise dify_error(400, "bad_request", "Invalid JSON payload received or JSON payload is empty.") from exc
+    if not isinstance(body, dict):
+        raise dify_error(400, "invalid_param", "The JSON body must be an object.")
+    return body
+
+
+def invalid_param(message: str) -> Exception:
+    return dify_error(400, "invalid_param", message)
+
+
+def get_str(body: Mapping[str, Any], key: str, *, required: bool = False, max_len: int | None = None) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise invalid_param(f"{key} is required.")
+        return None
+    if not isinstance(value, str):
+        raise invalid_param(f"{key} must be a string.")
+    if max_len is not None and len(value) > max_len:
+        raise invalid_param(f"{key} must be at most {max_len} characters.")
+    return value
+
+
+def page_params(request: Request, default_limit: int = 20) -> tuple[int, int]:
+    """``page`` (from 1) and ``limit`` (as requested; callers cap the page size at 100)."""
+    out = []
+    for name, default in (("page", 1), ("limit", default_limit)):
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            out.append(default)
+            continue
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise invalid_param(f"{name} must be an integer.") from exc
+        if value < 1:
+            raise invalid_param(f"{name} must be at least 1.")
+        out.append(value)
+    return out[0], out[1]
+
+
+def op_id(method: str, path: str) -> str:
+    """A unique OpenAPI operation id for a route served under several paths."""
+    spelled = path.replace("-", "_hyphen_")  # create-by-text and create_by_text are two routes
+    return "dify_" + method.lower() + "_" + "".join(c if c.isalnum() else "_" for c in spelled).strip("_")
