@@ -73,14 +73,25 @@ def keys() -> None:
 @click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.BUILDER.value, show_default=True)
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--group", "groups", multiple=True, help="Add the key to this group (name or id; repeatable).")
-def keys_create(data_dir: Path | None, workspace: str, role: str, name: str, groups: tuple[str, ...]) -> None:
+@click.option(
+    "--dataset",
+    default=None,
+    help="Bind the key to this data source (id, name or Dify dataset id): it can use no other (Dify's dataset keys).",
+)
+def keys_create(
+    data_dir: Path | None, workspace: str, role: str, name: str, groups: tuple[str, ...], dataset: str | None
+) -> None:
     """Create an API key and print it (last line of output; it is not shown again)."""
     with open_core(settings_for(data_dir)) as core:
         try:
             ws, _ = core.catalog.ensure_workspace(workspace)
             for group in groups:
                 core.spaces.group(ws, group)  # every group must exist before the key is made
-            key, secret = core.keys.create(ws, Role(role), name)
+            bound = None
+            if dataset is not None:
+                found = core.store.get_data_source_by_uuid(ws.id, dataset) or core.catalog.data_source(ws, dataset)
+                bound = found.id
+            key, secret = core.keys.create(ws, Role(role), name, data_source_id=bound)
             for group in groups:
                 core.spaces.add_key(ws, group, key)
         except AlexandriaError as exc:
