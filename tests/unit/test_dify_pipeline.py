@@ -146,3 +146,15 @@ def test_cli_key_bound_to_one_dataset(tmp_path: Path) -> None:
         core.close()
     result = runner.invoke(main, ["keys", "create", "--data-dir", str(data), "--workspace", "w1", "--dataset", "nope"])
     assert result.exit_code != 0
+
+
+def test_a_files_parsed_text_becomes_the_documents_content(core: Core) -> None:
+    _, ds = dataset(core)
+    html = b"<html><head><script>var x = 1;</script></head><body><h1>Volcanoes</h1><p>Magma rises.</p></body></html>"
+    ds, doc, _ = core.dify.create_by_file(ds, FileUpload("volcano.html", html), DocumentOptions())
+    assert (core.store.get_document(ds, doc.document_id, with_text=True) or doc).text == ""
+    core.jobs.pool(0).drain()
+    stored = core.store.get_document(ds, doc.document_id, with_text=True)
+    assert stored is not None and stored.text is not None
+    assert "Volcanoes" in stored.text and "Magma rises." in stored.text and "var x" not in stored.text
+    assert stored.text_size == len(stored.text)

@@ -160,9 +160,19 @@ class DifyService:
             name = str(body["name"])
         if "description" in body:
             description = body["description"]
-        for key in ("indexing_technique", "permission", "partial_member_list", "external_retrieval_model"):
+        for key in ("indexing_technique", "permission", "external_retrieval_model"):
             if body.get(key) is not None:
                 dify[key] = body[key]
+        # Dify keeps the account ids of [{user_id}]: set with permission partial_members, cleared by the others
+        members = body.get("partial_member_list")
+        if body.get("permission") == "partial_members" and members:
+            if not isinstance(members, list) or not all(
+                isinstance(m, Mapping) and isinstance(m.get("user_id"), str) for m in members
+            ):
+                raise invalid("partial_member_list must be a list of {user_id}.")
+            dify["partial_member_list"] = [m["user_id"] for m in members]
+        elif body.get("permission") in ("only_me", "all_team_members"):
+            dify["partial_member_list"] = []
         if body.get("retrieval_model") is not None:
             dify["retrieval_model"] = self._retrieval_model(body["retrieval_model"])
         if body.get("embedding_model") is not None:
@@ -417,7 +427,8 @@ class DifyService:
             tokens = [embedder.tokenizer.count(u) for u in units]
             done = {"completed_at": now_s(), "tokens": sum(s.tokens for s in segments), "word_count": word_count,
                     "indexing_latency": round(time.time() - started, 3), "error": None}  # fmt: skip
-            self.store.index_dify_document(ds, job, segments, vectors, tokens, done, int(time.time() * 1000))
+            parsed = text if record.get("stored_file") else None
+            self.store.index_dify_document(ds, job, segments, vectors, tokens, done, int(time.time() * 1000), parsed)
         except _Obsolete:
             return
         except (ProcessRuleError, parsers.ParseFailed, parsers.UnsupportedFileType) as exc:

@@ -244,6 +244,7 @@ class Store(Protocol):
         unit_tokens: Sequence[int],
         dify_updates: Mapping[str, Any],
         now_ms: int,
+        text: str | None = None,
     ) -> Document | None: ...
     def replace_document_chunks(
         self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors

@@ -105,27 +105,27 @@ async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | Non
         if required:
             raise dify_error(400, "no_file_uploaded", "Please upload your file.")
         return None, {}
-    form = await request.form()
-    files = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
-    data: dict[str, Any] = {}
-    raw = form.get("data")
-    if isinstance(raw, str) and raw.strip():
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise invalid_param(f"data is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise invalid_param("data must be a JSON object.")
-    if len(files) > 1:
-        raise dify_error(400, "too_many_files", "Only one file is allowed.")
-    if not files:
-        if required:
-            raise dify_error(400, "no_file_uploaded", "Please upload your file.")
-        return None, data
-    upload = files[0]
-    if not upload.filename:
-        raise dify_error(400, "filename_not_exists_error", "The specified filename does not exist.")
-    return FileUpload(upload.filename, await upload.read()), data
+    async with request.form() as form:  # closes the parts' temporary files
+        files = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+        data: dict[str, Any] = {}
+        raw = form.get("data")
+        if isinstance(raw, str) and raw.strip():
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise invalid_param(f"data is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise invalid_param("data must be a JSON object.")
+        if len(files) > 1:
+            raise dify_error(400, "too_many_files", "Only one file is allowed.")
+        if not files:
+            if required:
+                raise dify_error(400, "no_file_uploaded", "Please upload your file.")
+            return None, data
+        upload = files[0]
+        if not upload.filename:
+            raise dify_error(400, "filename_not_exists_error", "The specified filename does not exist.")
+        return FileUpload(upload.filename, await upload.read()), data
 
 
 async def _create_by_file(request: Request, dataset_id: str, auth: AuthDep, core: CoreDep) -> Any:

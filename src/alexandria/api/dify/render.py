@@ -157,7 +157,7 @@ def document_detail(
         "id": doc.uuid,
         "position": doc.position,
         "data_source_type": base["data_source_type"],
-        "data_source_info": _file(doc) or {},
+        "data_source_info": base["data_source_detail_dict"],  # the detail dict: {"upload_file": {...}}
         "dataset_process_rule_id": rec.get("process_rule_id"),
         "dataset_process_rule": rule,
         "document_process_rule": (

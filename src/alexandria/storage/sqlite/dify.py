@@ -394,11 +394,13 @@ class SqliteDify:
         unit_tokens: Sequence[int],
         dify_updates: Mapping[str, Any],
         now_ms: int,
+        text: str | None = None,
     ) -> Document | None:
         """The end of a Dify index job, in one transaction: if the document still has the job's hash, replace its
         segments (and child chunks), index their units as its chunks (one per segment, or one per child chunk when
         a segment has children; ``unit_vectors``/``unit_tokens`` in that order), merge ``dify_updates`` and mark
-        it indexed; mark the job done either way. None when the job was obsolete."""
+        it indexed (with ``text``, the text parsed from its file, as its content); mark the job done either way.
+        None when the job was obsolete."""
         document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
         index = self.vectors.get(ds.id, ds.dim)
         fts = quote_ident(f"fts_{int(ds.id)}")
@@ -444,6 +446,12 @@ class SqliteDify:
                     "index_error = NULL, dify = json_patch(coalesce(dify, '{}'), ?) WHERE id = ?",
                     (len(chunk_writes), sum(unit_tokens), json.dumps(dict(dify_updates)), pk),
                 )
+                if text is not None:  # the text parsed from the document's file
+                    section = json.dumps({"prefix": None, "content": text, "sections": []}, ensure_ascii=False)
+                    conn.execute(
+                        "UPDATE documents SET text = ?, section = ?, text_size = ? WHERE id = ?",
+                        (text, section, len(text), pk),
+                    )
                 new_version = self._bump_version(conn, ds.id)
                 row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (pk,)).fetchone()
             if index.version == prev_version:

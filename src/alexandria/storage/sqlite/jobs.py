@@ -162,7 +162,8 @@ class SqliteJobs:
             if job.kind == INDEX_DOCUMENT and job.data_source_id is not None:
                 conn.execute(
                     "UPDATE documents SET index_state = 'failed', index_error = ? WHERE data_source_id = ? "
-                    "AND document_id = ? AND hash = ? AND index_state = 'pending'",
+                    # not only 'pending': a Dify document is past it (parsing, splitting, indexing) when its job fails
+                    "AND document_id = ? AND hash = ? AND index_state NOT IN ('indexed', 'failed')",
                     (error, job.data_source_id, job.payload.get("document_id"), job.payload.get("hash")),
                 )
             return True
