@@ -161,7 +161,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def describe(check: dict[str, Any]) -> str:
     context = check.get("context") or {}
-    lines = [f"- {check['name']}: {check.get('reason', '')}"]
+    lines = [f"- {check['name']}: {str(check.get('reason', ''))[:600]}"]
     for key in ("status", "body", "client_log", "client_workaround"):
         if key in context:
             lines.append(f"    {key}: {json.dumps(context[key])[:400]}")
