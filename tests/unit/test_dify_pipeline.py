@@ -158,3 +158,12 @@ def test_a_files_parsed_text_becomes_the_documents_content(core: Core) -> None:
     assert stored is not None and stored.text is not None
     assert "Volcanoes" in stored.text and "Magma rises." in stored.text and "var x" not in stored.text
     assert stored.text_size == len(stored.text)
+
+
+def test_new_documents_get_the_built_in_fields_when_enabled(core: Core) -> None:
+    _, ds = dataset(core)
+    ds = core.dify_meta.set_built_in(ds, True)
+    ds, doc, _ = core.dify.create_by_text(ds, "later", TEXT, DocumentOptions())
+    stored = core.dify.document(ds, doc.uuid)
+    assert stored.doc_metadata["document_name"] == "later"
+    assert set(stored.doc_metadata) == {"document_name", "uploader", "upload_date", "last_update_date", "source"}

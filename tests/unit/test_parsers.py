@@ -20,6 +20,7 @@ from alexandria.ingest.parsers import (
     ParseFailed,
     UnsupportedFileType,
     extension_of,
+    office,
     parse_file,
 )
 from alexandria.ingest.parsers.text import decode_text
@@ -414,6 +415,23 @@ def test_corrupt_office_files(extension: str) -> None:
         parse_file(f"a.{extension}", not_office.getvalue())
 
 
+@pytest.mark.parametrize("extension", ["docx", "xlsx"])
+def test_office_zip_bomb_is_refused(extension: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.BytesIO()
+    if extension == "docx":
+        document = Document()
+        document.add_paragraph("x" * 200_000)
+        document.save(out)
+    else:
+        workbook = Workbook()
+        workbook.active.append(["x" * 30_000] * 10)  # type: ignore[union-attr]
+        workbook.save(out)
+    assert parse_file(f"big.{extension}", out.getvalue())  # fine under the real limit
+    monkeypatch.setattr(office, "MAX_UNCOMPRESSED", 150_000)
+    with pytest.raises(ParseFailed, match=f"invalid {extension.upper()}: expands to"):
+        parse_file(f"big.{extension}", out.getvalue())
+
+
 def test_docx_and_xlsx_are_not_interchangeable() -> None:
     workbook = Workbook()
     workbook.active.append(["a"])  # type: ignore[union-attr]
@@ -446,6 +464,7 @@ def test_xlsx_rows_like_dify() -> None:
     numbers.append([dt.datetime(2024, 5, 1), True, 0.1 + 0.2])
     numbers.append([dt.datetime(2024, 5, 1, 13, 30), False, 1e20])
     workbook.create_sheet("Empty")
+    workbook.create_sheet("Header only").append(["only", None, "header"])
     out = io.BytesIO()
     workbook.save(out)
     text = parse_file("book.xlsx", out.getvalue())
@@ -455,7 +474,9 @@ def test_xlsx_rows_like_dify() -> None:
         '"Name":"Bob"\n'
         "\n"
         '"when":"2024-05-01";"flag":"TRUE";"ratio":"0.3"\n'
-        '"when":"2024-05-01 13:30:00";"flag":"FALSE";"ratio":"1e+20"'
+        '"when":"2024-05-01 13:30:00";"flag":"FALSE";"ratio":"1e+20"\n'
+        "\n"
+        '"only";"header"'
     )
 
 

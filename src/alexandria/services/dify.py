@@ -20,6 +20,7 @@ from alexandria.ingest.base import Vectors
 from alexandria.ingest.dify_rules import ProcessRule, ProcessRuleError
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.services.catalog import CatalogService
+from alexandria.services.dify_meta import built_in_values
 from alexandria.services.dify_segments import plan_segments
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.jobs import JobService
@@ -209,6 +210,8 @@ class DifyService:
         doc_form = opts.doc_form
         if doc_form is None:
             doc_form = (updating.dify or {}).get("doc_form") if updating else None
+            if updating is None and not by_file:
+                doc_form = "text_model"  # create-by-text does not default to the dataset's doc_form (§2.2)
             doc_form = doc_form or dify.get("doc_form") or "text_model"
         elif doc_form not in DOC_FORMS:
             raise invalid("Invalid doc_form.")
@@ -383,6 +386,10 @@ class DifyService:
                   "splitting_completed_at": None, "completed_at": None, "stopped_at": None,
                   "indexing_latency": None, "queued_at": now_ms / 1000}  # fmt: skip
         doc, _job = self.store.write_dify_document(ds, write, record, batch, now_ms, keep_batch=keep_batch)
+        if ds.dify.get("built_in_field_enabled"):  # Dify fills the built-in fields of every new document
+            values = {**doc.doc_metadata, **built_in_values(doc)}
+            self.store.set_doc_metadata(doc.pk, values)
+            doc = replace(doc, doc_metadata=values)
         self.jobs.notify()
         return doc
 

@@ -204,7 +204,7 @@ async def get_document(request: Request, dataset_id: str, document_id: str, auth
     fields = await run_sync(fields_of, core, ds)
     segments = await run_sync(core.store.document_segments, doc.pk)
     count = len(segments) if doc.dify is not None else doc.chunk_count
-    return render.document_detail(doc, fields, count, metadata)
+    return render.document_detail(doc, fields, count, metadata, ds.uuid)
 
 
 @router.delete("/datasets/{dataset_id}/documents/{document_id}", status_code=204)

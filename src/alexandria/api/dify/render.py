@@ -19,7 +19,8 @@ def secs(ms: int | None) -> int | None:
 
 
 def retrieval_model_dict(ds: DataSource) -> dict[str, Any]:
-    model = dict(ds.dify.get("retrieval_model") or {**DEFAULT_RETRIEVAL_MODEL, "top_k": 2})
+    stored = ds.dify.get("retrieval_model") or {**DEFAULT_RETRIEVAL_MODEL, "top_k": 2}
+    model = {k: stored.get(k) for k in DEFAULT_RETRIEVAL_MODEL}  # the response's RetrievalModel keys only
     if ds.dify.get("indexing_technique") == "economy":
         model["search_method"] = "keyword_search"
     return model
@@ -144,7 +145,7 @@ def document(doc: Document, fields: Sequence[MetadataField]) -> dict[str, Any]:
 
 
 def document_detail(
-    doc: Document, fields: Sequence[MetadataField], segment_count: int, metadata: str
+    doc: Document, fields: Sequence[MetadataField], segment_count: int, metadata: str, dataset_id: str
 ) -> dict[str, Any]:
     """``GET .../documents/{id}?metadata=all|only|without``."""
     rec = _record(doc)
@@ -161,7 +162,7 @@ def document_detail(
         "dataset_process_rule_id": rec.get("process_rule_id"),
         "dataset_process_rule": rule,
         "document_process_rule": (
-            {"id": rec.get("process_rule_id"), "dataset_id": None, **(rule or {})} if rule else None
+            {"id": rec.get("process_rule_id"), "dataset_id": dataset_id, **(rule or {})} if rule else None
         ),
         "name": doc.title,
         "created_from": base["created_from"],

@@ -14,7 +14,8 @@ left out; rows are joined by ``\\n`` and sheets by a blank line. Cached formula 
 not rendered as Markdown links; a header cell that is empty (or a value beyond the header) is named by its
 column letter; numbers are written as Excel shows them (``3`` not ``3.0``, at most 15 significant digits),
 dates as ISO (``2024-05-01``, with the time only when not midnight), booleans as ``TRUE``/``FALSE``, and a
-newline inside a cell becomes a space so that a line is a row. ``.xls`` (BIFF) is not supported.
+newline inside a cell becomes a space so that a line is a row; a sheet holding one row only gives that
+row's cells as ``"a";"b"`` rather than nothing. ``.xls`` (BIFF) is not supported.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from openpyxl.utils import get_column_letter
 from alexandria.ingest.parsers.errors import ParseFailed
 
 __all__ = ["parse_docx", "parse_xlsx"]
+
+MAX_UNCOMPRESSED = 1 << 30
+"""Largest total uncompressed size of a .docx / .xlsx package (python-docx holds a whole part in memory)."""
 
 # openpyxl warns (UserWarning) about workbook features it drops while reading: data validation, conditional
 # formatting extensions, unknown drawing parts, missing default styles. None of them affects cell values.
@@ -120,11 +124,14 @@ def parse_xlsx(data: bytes) -> str:
 
 def _sheet_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
     header: list[str] | None = None
+    first: list[str] = []
+    data_rows = False
     for row in rows:
         cells = [_cell_text(value) for value in row]
         if not any(cells):
             continue
         if header is None:
+            first = cells
             header = [cell or get_column_letter(i + 1) for i, cell in enumerate(cells)]
             continue
         pairs = [
@@ -133,6 +140,9 @@ def _sheet_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
             if cell
         ]
         yield ";".join(pairs)
+        data_rows = True
+    if header is not None and not data_rows:
+        yield ";".join(f'"{cell}"' for cell in first if cell)
 
 
 def _cell_text(value: Any) -> str:
@@ -155,7 +165,14 @@ def _cell_text(value: Any) -> str:
 
 
 def _check_zip(data: bytes, kind: str) -> None:
+    """Refuse what is not a ZIP package, and archives declaring more than MAX_UNCOMPRESSED bytes (zip bombs)."""
     if not data:
         raise ParseFailed(f"invalid {kind}: empty file")
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ParseFailed(f"invalid {kind}: not a ZIP (Office Open XML) package")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        raise ParseFailed(f"invalid {kind}: not a ZIP (Office Open XML) package ({exc})") from exc
+    # zipfile stops decompressing a member at its declared size, so the declared total bounds what is read
+    if declared > MAX_UNCOMPRESSED:
+        raise ParseFailed(f"invalid {kind}: expands to {declared} bytes (more than {MAX_UNCOMPRESSED})")

@@ -1,14 +1,15 @@
 """PDF text with pypdf, page by page.
 
-Dify's PdfExtractor (pypdfium2) yields one document per page, which its text path joins with ``\\n\\n``;
-here each page's text (pypdf's ``extract_text``, right-stripped) is joined with ``\\n\\n`` as well, empty
+Dify's PdfExtractor (pypdfium2) yields one document per page (its plain-text cache joins them with
+``\\n\\n``); here each page's text (pypdf's ``extract_text``, right-stripped) is joined with ``\\n\\n``, empty
 pages left out. Encrypted files are opened with the empty user password when they have one (the common
 "owner password only" case; AES needs the ``cryptography`` package); otherwise ParseFailed. A page whose
 extraction raises is skipped with a log warning, unless every page fails.
 
-Memory: the reader works on the caller's bytes (``BytesIO`` shares the buffer), pages are extracted one at
-a time and each page's parsed objects are released before the next one (see :func:`_release`), so the
-peak stays near the file size plus one page's content, whatever the page count.
+Memory: the reader works on the caller's bytes without copying them (see :func:`_stream`), pages are
+extracted one at a time and each page's parsed objects are released before the next one (see
+:func:`_release`), so the peak is about twice the extracted text (the page texts, then their join)
+plus pypdf's page tree (~2.5 KB a page), whatever the size of the content streams.
 
 pypdf reports the repairs it makes on non-conforming files as WARNING records on the ``pypdf`` loggers;
 unless the application configured that logger, it is set to ERROR so that routine ingestion stays quiet.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import cast
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError
@@ -40,7 +42,7 @@ def parse_pdf(data: bytes) -> str:
     if b"%PDF-" not in data[:1024]:
         raise ParseFailed("invalid PDF: no %PDF- header")
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = PdfReader(_stream(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
             raise ParseFailed("invalid PDF: encrypted, a password is required")
         page_count = len(reader.pages)
@@ -73,6 +75,15 @@ def parse_pdf(data: bytes) -> str:
     if page_count and failures == page_count:
         raise ParseFailed(f"invalid PDF: no page could be read ({last_error})")
     return "\n\n".join(texts)
+
+
+def _stream(data: bytes) -> io.BufferedReader:
+    """A seekable stream over ``data`` that never copies it.
+
+    ``BytesIO(data)`` shares the bytes until someone asks for its buffer, and pypdf does (``getbuffer()``
+    to learn the size), which copies the whole file. A ``BufferedReader`` on top hides ``getbuffer``.
+    """
+    return io.BufferedReader(cast(io.RawIOBase, io.BytesIO(data)))
 
 
 def _release(reader: PdfReader) -> None:

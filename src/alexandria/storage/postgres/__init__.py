@@ -1,0 +1,1 @@
+"""PostgreSQL + pgvector storage backend (selected by a ``postgresql://`` database URL)."""
