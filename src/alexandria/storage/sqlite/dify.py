@@ -20,16 +20,16 @@ from alexandria.domain.dify import (
     SegmentWrite,
     UploadedFile,
 )
-from alexandria.domain.jobs import INDEX_DOCUMENT, IndexState, Job, JobState
+from alexandria.domain.jobs import IndexState, Job, JobState
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite import rows
-from alexandria.storage.sqlite.chunks import insert_chunks, next_position
+from alexandria.storage.sqlite.chunks import insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
-from alexandria.storage.sqlite.jobs import enqueue, retire_queued
+from alexandria.storage.sqlite.jobs import queue_index_job
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
 SEGMENT_COLS = (
@@ -236,73 +236,18 @@ class SqliteDify:
         """Store a Dify document's content as ``pending`` (Dify's "waiting") and queue its index job, in one
         transaction. An existing document of that id is updated in place: its segments become ``re_segment`` until
         the job replaces them; ``keep_batch`` keeps its batch (Dify's update endpoints answer the old batch)."""
-        values = (
-            doc.title,
-            doc.mime_type,
-            doc.source_url,
-            doc.timestamp,
-            json.dumps(list(doc.tags)),
-            json.dumps(list(doc.parents)),
-            doc.parent_id,
-            doc.section_json,
-            doc.text,
-            doc.hash,
-            len(doc.text),
-            json.dumps(dict(dify)),
-        )
         with self.db.write() as conn:
             old = conn.execute(
-                "SELECT id, batch FROM documents WHERE data_source_id = ? AND document_id = ?",
-                (ds.id, doc.document_id),
+                "SELECT batch FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, doc.document_id)
             ).fetchone()
-            if old is not None:
-                pk = int(old[0])
-                conn.execute("DELETE FROM document_tags WHERE document_pk = ?", (pk,))
-                conn.execute("DELETE FROM document_parents WHERE document_pk = ?", (pk,))
-                conn.execute(
-                    "UPDATE documents SET title=?, mime_type=?, source_url=?, timestamp=?, tags=?, parents=?, "
-                    "parent_id=?, section=?, text=?, hash=?, text_size=?, dify=?, updated=?, index_state='pending', "
-                    "index_error=NULL, batch=? WHERE id = ?",
-                    (*values, now_ms, str(old[1]) if keep_batch and old[1] else batch, pk),
-                )
+            kept = str(old[0]) if keep_batch and old is not None and old[0] else batch
+            columns = {"dify": json.dumps(dict(dify)), "batch": kept}
+            pk, existed = write_document_row(conn, ds.id, doc, now_ms, "pending", columns, new_uuid=doc.document_id)
+            if existed:
                 conn.execute(
                     "UPDATE segments SET status = 're_segment', updated_at = ? WHERE document_pk = ?", (now_ms, pk)
                 )
-            else:
-                cur = conn.execute(
-                    "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
-                    "section, text, hash, text_size, dify, chunk_count, token_count, created, updated, data_source_id, "
-                    "document_id, index_state, uuid, position, batch) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (
-                        *values,
-                        now_ms,
-                        now_ms,
-                        ds.id,
-                        doc.document_id,
-                        doc.document_id,
-                        next_position(conn, ds.id),
-                        batch,
-                    ),
-                )
-                pk = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT OR IGNORE INTO document_tags (tag, document_pk) VALUES (?, ?)", [(t, pk) for t in doc.tags]
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO document_parents (parent, document_pk) VALUES (?, ?)",
-                [(p, pk) for p in doc.parents],
-            )
-            retire_queued(conn, ds.id, doc.document_id, now_ms)
-            job = enqueue(
-                conn,
-                INDEX_DOCUMENT,
-                ds.workspace_id,
-                ds.id,
-                doc.document_id,
-                {"document_id": doc.document_id, "hash": doc.hash},
-                now_ms,
-            )
+            job = queue_index_job(conn, ds, doc, now_ms)
             row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (pk,)).fetchone()
         return rows.document(row), job
 

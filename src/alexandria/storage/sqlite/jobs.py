@@ -21,7 +21,7 @@ from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite import rows
-from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, next_position
+from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
@@ -78,6 +78,14 @@ def retire_queued(conn: sqlite3.Connection, data_source_id: int, subject: str, n
         (now_ms, data_source_id, subject),
     )
     return int(cur.rowcount)
+
+
+def queue_index_job(conn: sqlite3.Connection, ds: DataSource, doc: DocumentWrite, now_ms: int) -> Job:
+    """Retire the queued jobs of older versions of ``doc`` and queue the index job of this one (in the caller's
+    transaction, with the document change)."""
+    retire_queued(conn, ds.id, doc.document_id, now_ms)
+    payload = {"document_id": doc.document_id, "hash": doc.hash}
+    return enqueue(conn, INDEX_DOCUMENT, ds.workspace_id, ds.id, doc.document_id, payload, now_ms)
 
 
 class SqliteJobs:
@@ -244,56 +252,10 @@ class SqliteJobs:
                 if str(old[2]) == IndexState.INDEXED or live is not None:
                     row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (old[0],)).fetchone()
                     return rows.document(row), None
-            values = (
-                doc.title,
-                doc.mime_type,
-                doc.source_url,
-                doc.timestamp,
-                json.dumps(list(doc.tags)),
-                json.dumps(list(doc.parents)),
-                doc.parent_id,
-                doc.section_json,
-                doc.text,
-                doc.hash,
-                len(doc.text),
-            )
-            if old is not None:
-                pk = int(old[0])
-                conn.execute("DELETE FROM document_tags WHERE document_pk = ?", (pk,))
-                conn.execute("DELETE FROM document_parents WHERE document_pk = ?", (pk,))
-                conn.execute(
-                    "UPDATE documents SET title=?, mime_type=?, source_url=?, timestamp=?, tags=?, parents=?, "
-                    "parent_id=?, section=?, text=?, hash=?, text_size=?, updated=?, index_state='pending', "
-                    "index_error=NULL WHERE id = ?",
-                    (*values, now_ms, pk),
-                )
+            pk, existed = write_document_row(conn, ds.id, doc, now_ms, "pending")
+            if existed:
                 forget_segments(conn, pk)
-            else:
-                cur = conn.execute(
-                    "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
-                    "section, text, hash, text_size, chunk_count, token_count, created, updated, data_source_id, "
-                    "document_id, index_state, uuid, position) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (*values, now_ms, now_ms, ds.id, doc.document_id, rows.new_uuid(), next_position(conn, ds.id)),
-                )
-                pk = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT OR IGNORE INTO document_tags (tag, document_pk) VALUES (?, ?)", [(t, pk) for t in doc.tags]
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO document_parents (parent, document_pk) VALUES (?, ?)",
-                [(p, pk) for p in doc.parents],
-            )
-            retire_queued(conn, ds.id, doc.document_id, now_ms)
-            job = enqueue(
-                conn,
-                INDEX_DOCUMENT,
-                ds.workspace_id,
-                ds.id,
-                doc.document_id,
-                {"document_id": doc.document_id, "hash": doc.hash},
-                now_ms,
-            )
+            job = queue_index_job(conn, ds, doc, now_ms)
             row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (pk,)).fetchone()
         return rows.document(row), job
 

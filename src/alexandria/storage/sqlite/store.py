@@ -16,7 +16,7 @@ from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
 from alexandria.storage.sqlite import rows
-from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, next_position
+from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.dify import SqliteDify
 from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
@@ -278,55 +278,14 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         with index.lock:
             with self.db.write() as conn:
                 prev_version = self._vector_version(conn, ds.id)
-                old = conn.execute(
-                    "SELECT id, created FROM documents WHERE data_source_id = ? AND document_id = ?",
-                    (ds.id, doc.document_id),
-                ).fetchone()
                 now = rows.now_ms()
-                values = (
-                    doc.title,
-                    doc.mime_type,
-                    doc.source_url,
-                    doc.timestamp,
-                    json.dumps(list(doc.tags)),
-                    json.dumps(list(doc.parents)),
-                    doc.parent_id,
-                    doc.section_json,
-                    doc.text,
-                    doc.hash,
-                    len(doc.text),
-                    len(chunks),
-                    doc.token_count,
-                )
+                counts = {"chunk_count": len(chunks), "token_count": doc.token_count}
+                pk, existed = write_document_row(conn, ds.id, doc, now, "indexed", counts)
                 removed: list[int] = []
-                if old is not None:
-                    pk = int(old[0])
+                if existed:
                     removed = self._delete_chunks(conn, fts, pk)
-                    conn.execute("DELETE FROM document_tags WHERE document_pk = ?", (pk,))
-                    conn.execute("DELETE FROM document_parents WHERE document_pk = ?", (pk,))
-                    conn.execute(
-                        "UPDATE documents SET title=?, mime_type=?, source_url=?, timestamp=?, tags=?, parents=?, "
-                        "parent_id=?, section=?, text=?, hash=?, text_size=?, chunk_count=?, token_count=?, "
-                        "updated=?, index_state='indexed', index_error=NULL WHERE id = ?",
-                        (*values, now, pk),
-                    )
                     retire_queued(conn, ds.id, doc.document_id, now)  # older async versions are obsolete
                     forget_segments(conn, pk)  # Dust's chunker now owns the document
-                else:
-                    cur = conn.execute(
-                        "INSERT INTO documents (title, mime_type, source_url, timestamp, tags, parents, parent_id, "
-                        "section, text, hash, text_size, chunk_count, token_count, created, updated, "
-                        f"data_source_id, document_id, uuid, position) VALUES ({', '.join(['?'] * 19)})",
-                        (*values, now, now, ds.id, doc.document_id, rows.new_uuid(), next_position(conn, ds.id)),
-                    )
-                    pk = int(cur.lastrowid or 0)
-                conn.executemany(
-                    "INSERT OR IGNORE INTO document_tags (tag, document_pk) VALUES (?, ?)", [(t, pk) for t in doc.tags]
-                )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO document_parents (parent, document_pk) VALUES (?, ?)",
-                    [(p, pk) for p in doc.parents],
-                )
                 added = insert_chunks(conn, fts, ds.id, pk, chunks, vecs)
                 new_version = self._bump_version(conn, ds.id)
                 row = conn.execute(f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE id = ?", (pk,)).fetchone()
