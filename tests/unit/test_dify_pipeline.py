@@ -167,3 +167,24 @@ def test_new_documents_get_the_built_in_fields_when_enabled(core: Core) -> None:
     stored = core.dify.document(ds, doc.uuid)
     assert stored.doc_metadata["document_name"] == "later"
     assert set(stored.doc_metadata) == {"document_name", "uploader", "upload_date", "last_update_date", "source"}
+
+
+def test_uploaded_files_go_with_their_documents(core: Core) -> None:
+    def files() -> int:
+        return int(core.store.db.read().execute("SELECT count(*) FROM files").fetchone()[0])  # type: ignore[attr-defined]
+
+    ws, ds = dataset(core)
+    ds, doc, _ = core.dify.create_by_file(ds, FileUpload("a.txt", b"first version of the notes"), DocumentOptions())
+    ds, _, _ = core.dify.create_by_file(ds, FileUpload("b.txt", b"another document"), DocumentOptions())
+    core.jobs.pool(0).drain()
+    assert files() == 2
+    core.dify.update_by_file(ds, core.dify.document(ds, doc.uuid), FileUpload("a.txt", b"second"), DocumentOptions())
+    core.jobs.pool(0).drain()
+    assert files() == 2  # the replaced file is gone, the new one kept
+    core.dify.update_by_file(ds, core.dify.document(ds, doc.uuid), None, DocumentOptions())  # re-process
+    assert files() == 2
+    core.dify.delete_document(ds, core.dify.document(ds, doc.uuid))
+    assert files() == 1
+    core.dify.delete_dataset(ds)
+    assert files() == 0
+    assert core.store.get_data_source_by_uuid(ws.id, ds.uuid) is None

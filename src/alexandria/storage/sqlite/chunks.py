@@ -109,3 +109,13 @@ def write_document_row(
         "INSERT OR IGNORE INTO document_parents (parent, document_pk) VALUES (?, ?)", [(p, pk) for p in doc.parents]
     )
     return pk, old is not None
+
+
+def drop_files_of(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> int:
+    """Delete the uploaded files of the documents matching ``where`` (about to be deleted or replaced)."""
+    cur = conn.execute(
+        "DELETE FROM files WHERE uuid IN (SELECT json_extract(dify, '$.file.id') FROM documents "
+        f"WHERE dify IS NOT NULL AND json_extract(dify, '$.stored_file') AND {where})",
+        tuple(params),
+    )
+    return int(cur.rowcount)

@@ -27,7 +27,7 @@ from alexandria.ingest.base import Vectors
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite import rows
-from alexandria.storage.sqlite.chunks import insert_chunks, write_document_row
+from alexandria.storage.sqlite.chunks import drop_files_of, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.jobs import queue_index_job
 from alexandria.storage.sqlite.vectors import VectorIndexes
@@ -202,6 +202,7 @@ class SqliteDify:
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
             with self.db.write() as conn:
+                drop_files_of(conn, "data_source_id = ?", (ds.id,))
                 cur = conn.execute("DELETE FROM data_sources WHERE id = ?", (ds.id,))
                 if cur.rowcount == 0:
                     return False
@@ -241,6 +242,10 @@ class SqliteDify:
                 "SELECT batch FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, doc.document_id)
             ).fetchone()
             kept = str(old[0]) if keep_batch and old is not None and old[0] else batch
+            if old is not None and dify.get("stored_file") is not None:  # a replaced file goes with its document
+                file_id = (dify.get("file") or {}).get("id")
+                drop_files_of(conn, "data_source_id = ? AND document_id = ? AND json_extract(dify, '$.file.id') != ?",
+                              (ds.id, doc.document_id, file_id))  # fmt: skip
             columns = {"dify": json.dumps(dict(dify)), "batch": kept}
             pk, existed = write_document_row(conn, ds.id, doc, now_ms, "pending", columns, new_uuid=doc.document_id)
             if existed:

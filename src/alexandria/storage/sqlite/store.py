@@ -16,7 +16,7 @@ from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
 from alexandria.storage.sqlite import rows
-from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, write_document_row
+from alexandria.storage.sqlite.chunks import drop_files_of, forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.dify import SqliteDify
 from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
@@ -307,6 +307,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
                     return False
                 prev_version = self._vector_version(conn, ds.id)
                 removed = self._delete_chunks(conn, fts_table(ds.id), int(row[0]))
+                drop_files_of(conn, "id = ?", (int(row[0]),))
                 conn.execute("DELETE FROM documents WHERE id = ?", (int(row[0]),))
                 retire_queued(conn, ds.id, document_id, rows.now_ms())
                 new_version = self._bump_version(conn, ds.id)
