@@ -21,16 +21,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conformance.test_dust_client import CLI, free_port, run_cli
+from tests.live import live_server, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -126,34 +124,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("dify-client") / "data"
     env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
     key = run_cli("keys", "create", "--data-dir", str(data), "--workspace", WORKSPACE, env=env)
-    port = free_port()
-    log_path = data.parent / "server.log"
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log_file.close()
-            raise AssertionError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.3)
-    try:
-        yield Server(base, data, key, log_path)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log_file.close()
+    with live_server(data, env) as live:
+        yield Server(live.base, data, key, live.log_path)
 
 
 # -- the test ----------------------------------------------------------------------------------------------------

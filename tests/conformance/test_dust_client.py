@@ -10,22 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.live import CLI, live_server, run_cli
 
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).parent / "dust_client"
-CLI = [sys.executable, "-m", "alexandria.cli"]
 WORKSPACE = "conformance"
 
 
@@ -38,18 +35,6 @@ class Server:
     ds_docs: str
     ds_tables: str
     view_setup: str
-
-
-def run_cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert done.returncode == 0, f"alexandria {' '.join(args)} failed:\n{done.stderr}"
-    return done.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tool(name: str) -> str:
@@ -108,34 +93,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ds_docs = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", WORKSPACE, "docs", env=env)
     ds_tables = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", WORKSPACE, "tables", env=env)
     view_setup = create_custom_view(data, ds_docs, env)
-    port = free_port()
-    log_path = data.parent / "server.log"
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log_file.close()
-            raise AssertionError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.3)
-    try:
-        yield Server(base, data, builder, system, ds_docs, ds_tables, view_setup)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log_file.close()
+    with live_server(data, env) as live:
+        yield Server(live.base, data, builder, system, ds_docs, ds_tables, view_setup)
 
 
 def describe(check: dict[str, Any]) -> str:

@@ -7,14 +7,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import numpy as np
@@ -23,11 +19,10 @@ import pytest
 from alexandria.ingest.chunkers import Section, SectionChunker
 from alexandria.ingest.embedders import load_default_tokenizer
 from alexandria.storage.sqlite.vectors import DataSourceIndex, HnswParams
-from tests.e2e.test_real_server import free_port, run_cli
+from tests.live import LiveServer, free_port, run_cli, start_server
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-m", "alexandria.cli"]
 N_DOCS = 200
 WORDS = (
     "river mountain cloud forest ocean desert valley island glacier canyon meadow harbor volcano prairie lagoon "
@@ -44,45 +39,25 @@ def document_text(i: int) -> str:
 
 
 class Server:
+    """The server of one data directory, started, SIGKILLed and restarted by the test: always on the same port, always
+    logging to the same file."""
+
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         self.data, self.env = data, env
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log: IO[bytes] | None = None
+        self.log_path = data.parent / f"server-{self.port}.log"
+        self.live: LiveServer | None = None
 
     def start(self) -> None:
-        self.log = (self.data.parent / f"server-{self.port}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [*CLI, "serve", "--data-dir", str(self.data), "--port", str(self.port), "--log-level", "warning",
-             "--workers", "1"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.stop(kill=True)
-                raise AssertionError(f"server did not start: {self.logs()}")
-            time.sleep(0.2)
+        self.live = start_server(self.data, self.env, "--workers", "1", port=self.port, log_path=self.log_path)
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.data.parent.glob("server-*.log"))
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            if kill:
-                self.proc.send_signal(signal.SIGKILL)
-            else:
-                self.proc.terminate()
-            self.proc.wait(timeout=60)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
+        if self.live is not None:
+            self.live.stop(kill=kill, timeout=60)
 
 
 @pytest.fixture

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.live import CLI, live_server, run_cli
 
-CLI = [sys.executable, "-m", "alexandria.cli"]
+pytestmark = pytest.mark.e2e
 
 DOCS = {
     "photosynthesis": ("Plants convert sunlight, water and carbon dioxide into glucose and oxygen.", ["biology"]),
@@ -28,18 +25,6 @@ DOCS = {
 }
 
 
-def run_cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, str]]:
     data = tmp_path_factory.mktemp("e2e") / "data"
@@ -48,34 +33,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     assert key.startswith("sk-")
     ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "notes", env=env)
     assert ds.startswith("dts_")
-    port = free_port()
-    log_path = data.parent / "server.log"
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log_file.close()
-            raise AssertionError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.3)
-    try:
-        yield base, key, ds, str(data)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log_file.close()
+    with live_server(data, env) as live:
+        yield live.base, key, ds, str(data)
 
 
 def test_upsert_search_filter_delete_over_http(server: tuple[str, str, str, str]) -> None:

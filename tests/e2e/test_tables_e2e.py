@@ -4,14 +4,12 @@ rows, upload a CSV, run an SQL aggregate over both, delete."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.test_real_server import CLI, free_port, run_cli
+from tests.live import live_server, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -22,34 +20,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
     key = run_cli("keys", "create", "--data-dir", str(data), "--workspace", "acme", env=env)
     ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "sheets", env=env)
-    port = free_port()
-    log_path = data.parent / "server.log"
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log_file.close()
-            raise AssertionError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.3)
-    try:
-        yield base, key, ds
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log_file.close()
+    with live_server(data, env) as live:
+        yield live.base, key, ds
 
 
 def test_tables_rows_csv_sql_delete_over_http(server: tuple[str, str, str]) -> None:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alexandria.api.dify import errors as dify_errors
 from alexandria.api.dify.datasets import router as dify_datasets_router
 from alexandria.api.dify.documents import router as dify_documents_router
+from alexandria.api.dify.files import router as dify_files_router
 from alexandria.api.dify.segments import router as dify_segments_router
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
@@ -119,6 +120,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     app.include_router(dify_datasets_router)
     app.include_router(dify_documents_router)
     app.include_router(dify_segments_router)
+    app.include_router(dify_files_router)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:

@@ -4,6 +4,7 @@ segments and child chunks (whose enabled texts are the document's chunks), metad
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -753,6 +754,34 @@ class SqliteDify:
             (json.dumps(list(chunk_pks)),),
         )
         return {int(r[0]): (_opt_int(r[1]), _opt_int(r[2])) for r in cur}
+
+    def instance_secret(self, name: str) -> str:
+        """A random secret of this installation, made on first use (every process of it sees the same one)."""
+        row = self.db.read().execute("SELECT value FROM instance_secrets WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO instance_secrets (name, value) VALUES (?, ?)", (name, secrets.token_hex(32))
+            )
+            return str(conn.execute("SELECT value FROM instance_secrets WHERE name = ?", (name,)).fetchone()[0])
+
+    def get_file(self, workspace_id: int, uuid: str) -> tuple[UploadedFile, bytes] | None:
+        row = (
+            self.db.read()
+            .execute(
+                "SELECT id, uuid, workspace_id, name, size, extension, mime_type, created_at, data FROM files "
+                "WHERE workspace_id = ? AND uuid = ?",
+                (workspace_id, uuid),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        f = UploadedFile(
+            int(row[0]), str(row[1]), int(row[2]), str(row[3]), int(row[4]), str(row[5]), str(row[6]), int(row[7])
+        )
+        return f, bytes(row[8])
 
     def file_data(self, uuid: str) -> bytes | None:
         row = self.db.read().execute("SELECT data FROM files WHERE uuid = ?", (uuid,)).fetchone()

@@ -124,3 +124,9 @@ CREATE TABLE dataset_tag_bindings (
 
 -- A key may be bound to one data source (Dify's dataset-scoped keys): used elsewhere it gets 403.
 ALTER TABLE api_keys ADD COLUMN data_source_id INTEGER REFERENCES data_sources(id) ON DELETE CASCADE;
+
+-- Secrets of this installation (e.g. the key that signs file download URLs), made once and shared by every process.
+CREATE TABLE instance_secrets (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
