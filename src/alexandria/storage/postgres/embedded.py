@@ -184,8 +184,8 @@ def start(
 
     ``port`` None picks a free port (retrying if another process takes it first). ``settings`` are extra server
     parameters (``{"fsync": "off"}``), passed as ``-c name=value``; with ``fsync`` off, ``initdb`` skips its
-    fsync too (a test server: 3 s -> 0.6 s on a 2-core machine). ``os_user`` only matters when running as root
-    (default ``$ALEXANDRIA_PG_OS_USER`` or ``alexandria-pg``). Raises :class:`EmbeddedPostgresError`.
+    fsync too (a first start drops from about 4 s to 0.5 s on a 2-core machine). ``os_user`` only matters when
+    running as root (default ``$ALEXANDRIA_PG_OS_USER`` or ``alexandria-pg``). Raises :class:`EmbeddedPostgresError`.
     """
     data_dir = Path(os.path.abspath(data_dir))
     extra = dict(settings or {})
@@ -499,7 +499,7 @@ def _launch(
             stdout=log_handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for the caller does not reach the server
-            preexec_fn=_die_with_parent() if threading.current_thread() is threading.main_thread() else None,
+            preexec_fn=_die_with_parent() if _can_die_with_parent() else None,
             env=_child_env(),
             cwd="/",
             **_as(account),
@@ -535,7 +535,7 @@ def _wait_ready(server: EmbeddedPostgres, proc: subprocess.Popen[bytes], offset:
             tail = _tail(server.log_path, 40, offset)
             message = f"PostgreSQL exited with code {code} while starting on {HOST}:{server.port}"
             if any(marker in tail for marker in _BIND_FAILURES):
-                raise _PortTaken(f"{message}; server log:\n{tail}")
+                raise _PortTaken(f"{message}; server log ({server.log_path}):\n{tail}")
             raise EmbeddedPostgresError(f"{message}; server log ({server.log_path}):\n{tail}")
         if _pidfile_ready(pidfile, proc.pid):
             try:
@@ -592,6 +592,12 @@ def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C"
     return env
+
+
+def _can_die_with_parent() -> bool:
+    # PR_SET_PDEATHSIG is Linux-only and fires when the *thread* that forked exits: only the main thread lives as
+    # long as the process.
+    return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
 
 def _die_with_parent() -> Callable[[], None]:
