@@ -13,6 +13,33 @@ from alexandria.domain.models import DataSource, Role, Space, Workspace
 from alexandria.services.core import Core
 from tests.fakes import HashingEmbedder
 
+pytest_plugins = ["tests.pg"]
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="Storage backends the contract tests run on (comma-separated; default: all).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): the storage backends a test module runs on (default: sqlite only)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use a store (through ``settings``) run once per backend their module opts into."""
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        wanted = marker.args if marker else ("sqlite",)
+        allowed = set(str(metafunc.config.getoption("backends")).split(","))
+        metafunc.parametrize("backend", [b for b in wanted if b in allowed])
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -20,8 +47,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", max_document_mb=0.01, max_body_mb=0.05)
+def backend_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The database URL of the backend under test (None: the embedded SQLite store in the data directory)."""
+    if backend == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return None
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=backend_url, max_document_mb=0.01, max_body_mb=0.05)
 
 
 @pytest.fixture

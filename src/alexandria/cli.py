@@ -62,6 +62,60 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: 
         core.close()  # if the server never started (closing twice is harmless)
 
 
+def _redacted(url: str) -> str:
+    """A database URL fit for logs: without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+
+
+@main.command()
+@data_dir_option
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads indexing async upserts (default: $ALEXANDRIA_WORKERS, at least 1).",
+)
+@click.option("--log-level", default="info", show_default=True)
+def worker(data_dir: Path | None, threads: int | None, log_level: str) -> None:
+    """Index async upserts without serving HTTP, until SIGTERM or SIGINT; the batches in flight then finish
+    (a second signal stops at once). Any number of worker processes can share one PostgreSQL database."""
+    import logging
+    import signal
+    import threading
+    from types import FrameType
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_for(data_dir)
+    count = threads if threads is not None else max(settings.workers, 1)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        err.print(f"{signal.Signals(signum).name}: finishing the batches in flight (signal again to stop at once)")
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with open_core(settings) as core:
+        err.print(f"loading embedder [bold]{core.embedders.default_name()}[/bold] ...")
+        core.embedders.get(core.embedders.default_name())
+        core.jobs.start_workers(count)
+        try:
+            err.print(f"worker ready: {count} threads on {_redacted(settings.resolved_database_url())}")
+            while not stop.wait(1.0):
+                pass
+        finally:
+            core.jobs.stop_workers()
+    err.print("worker stopped")
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys."""

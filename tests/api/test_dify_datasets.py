@@ -25,7 +25,7 @@ from tests.api.dify_helpers import (  # noqa: F401  (dify: a pytest fixture)
     workspace_key,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify"), pytest.mark.backends("sqlite", "postgres")]
 
 HEADER_MESSAGE = "Authorization header must be provided and start with 'Bearer'"
 SCHEME_MESSAGE = "Authorization scheme must be 'Bearer'"

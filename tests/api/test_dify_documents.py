@@ -9,7 +9,6 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from alexandria.config import Settings
 from alexandria.services.core import Core
 from tests.api.dify_helpers import assert_dify_error, auth, create_dataset, dataset_of, dify, workspace_key  # noqa: F401
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify"), pytest.mark.backends("sqlite", "postgres")]
 
 DOCUMENT_KEYS = {
     "id", "position", "data_source_type", "data_source_info", "data_source_detail_dict", "dataset_process_rule_id",
@@ -70,10 +69,11 @@ PARAGRAPHS = custom_rule("\n\n", 100)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Room for generated office files in bodies and texts, and a small upload limit to hit."""
-    return Settings(
-        data_dir=tmp_path / "data", max_document_mb=0.5, max_body_mb=2, upload_file_size_limit_mb=UPLOAD_LIMIT_MB
+def settings(settings: Settings) -> Settings:
+    """Room for generated office files in bodies and texts, and a small upload limit to hit (on the backend under
+    test: conftest's ``settings``)."""
+    return settings.model_copy(
+        update={"max_document_mb": 0.5, "max_body_mb": 2, "upload_file_size_limit_mb": UPLOAD_LIMIT_MB}
     )
 
 

@@ -22,7 +22,7 @@ from tests.api.dify_helpers import (
     workspace_key,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify"), pytest.mark.backends("sqlite", "postgres")]
 
 
 async def upload(client: httpx.AsyncClient, key: str, ds: str, name: str, data: bytes) -> str:

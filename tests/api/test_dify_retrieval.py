@@ -20,7 +20,7 @@ from alexandria.services.core import Core
 from tests.fakes import HashingEmbedder
 from tests.unit.test_rerank import FakeServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 DOCS = {
     "mito": "Mitochondria produce most of the ATP of a cell through oxidative phosphorylation.",

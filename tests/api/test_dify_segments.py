@@ -23,7 +23,7 @@ from tests.api.test_dify_documents import (
     set_status,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify"), pytest.mark.backends("sqlite", "postgres")]
 settings, kb = docs.settings, docs.kb  # the same fixtures as the documents tests
 
 SEGMENT_KEYS = {

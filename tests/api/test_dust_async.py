@@ -17,7 +17,7 @@ from alexandria.services.core import Core
 from tests.conftest import Tenant, make_tenant
 from tests.fakes import HashingEmbedder
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 
 def auth(key: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from alexandria.services.core import Core
 from tests.conftest import Tenant
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 DATA_SOURCE_KEYS = {
     "id", "sId", "createdAt", "name", "description", "dustAPIProjectId", "dustAPIDataSourceId", "connectorId",

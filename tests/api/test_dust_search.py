@@ -10,7 +10,7 @@ import pytest
 from tests.api.test_dust_documents import CORE_DOCUMENT_KEYS, assert_error, auth, base, upsert
 from tests.conftest import Tenant
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 T0 = 1_700_000_000_000
 DOCS = {

@@ -14,7 +14,7 @@ from alexandria.services.ratelimit import RateLimits
 from tests.api.test_dust_documents import DATA_SOURCE_KEYS, SPACE_KEYS, assert_error, auth
 from tests.conftest import Tenant
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 VIEW_KEYS = {"category", "createdAt", "dataSource", "id", "kind", "parentsIn", "sId", "updatedAt", "spaceId"}
 FOLDER_KEYS = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 
 async def test_openapi_schema_lists_the_dust_routes(client: httpx.AsyncClient) -> None:

@@ -4,7 +4,6 @@ failures retried, permanent ones ending in ``error`` with their message (never s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +15,7 @@ from alexandria.errors import EmbeddingFailed
 from alexandria.ingest.base import Vectors
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions, FileUpload, display_status, indexing_status
+from alexandria.storage.postgres.db import PgDatabase
 from tests.fakes import HashingEmbedder
 
 TEXT = "Mitochondria produce ATP.\n\nChloroplasts capture light.\n\nRibosomes build proteins."
@@ -33,9 +33,12 @@ class FlakyEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
+
 @pytest.fixture
-def quick(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", job_retry_base_s=0.0, job_retry_max_s=0.0, job_max_attempts=3)
+def quick(settings: Settings) -> Settings:
+    return settings.model_copy(update={"job_retry_base_s": 0.0, "job_retry_max_s": 0.0, "job_max_attempts": 3})
 
 
 def open_core(settings: Settings, embedder: HashingEmbedder) -> Core:
@@ -127,14 +130,13 @@ def test_unparseable_file_and_bad_rule_end_in_error_at_once(core: Core) -> None:
     assert all(j.attempts == 1 for j in jobs if j.state.value == "failed")  # permanent: not retried
 
 
-def test_cli_key_bound_to_one_dataset(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    settings = Settings(data_dir=data)
+def test_cli_key_bound_to_one_dataset(settings: Settings) -> None:
+    data = settings.data_dir
     core = open_core(settings, HashingEmbedder())
     ws, ds = dataset(core)
     other = core.dify.create_dataset(ws, {"name": "other", "indexing_technique": "high_quality"})
     core.close()
-    runner = CliRunner()
+    runner = CliRunner(env={"ALEXANDRIA_DATABASE_URL": settings.database_url})  # the backend under test
     result = runner.invoke(main, ["keys", "create", "--data-dir", str(data), "--workspace", "w1", "--dataset", ds.uuid])
     assert result.exit_code == 0, result.output
     secret = result.output.strip().splitlines()[-1]
@@ -171,7 +173,11 @@ def test_new_documents_get_the_built_in_fields_when_enabled(core: Core) -> None:
 
 def test_uploaded_files_go_with_their_documents(core: Core) -> None:
     def files() -> int:
-        return int(core.store.db.read().execute("SELECT count(*) FROM files").fetchone()[0])  # type: ignore[attr-defined]
+        db = core.store.db  # type: ignore[attr-defined]
+        if isinstance(db, PgDatabase):
+            with db.read() as conn:
+                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+        return int(db.read().execute("SELECT count(*) FROM files").fetchone()[0])
 
     ws, ds = dataset(core)
     ds, doc, _ = core.dify.create_by_file(ds, FileUpload("a.txt", b"first version of the notes"), DocumentOptions())

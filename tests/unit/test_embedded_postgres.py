@@ -14,10 +14,6 @@ from psycopg import errors
 from alexandria.storage.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError, start
 from tests import pg
 
-# Bound here until tests/conftest.py loads tests.pg as a plugin (then these two lines go).
-pg_server = pg.pg_server
-pg_url = pg.pg_url
-
 
 def _one(conn: psycopg.Connection[tuple[object, ...]], query: str) -> object:
     row = conn.execute(query).fetchone()

@@ -1,4 +1,4 @@
-"""The durable job queue (SQLite backend) and the async-upsert indexing: claims, leases, retries, obsolete jobs."""
+"""The durable job queue and the async-upsert indexing, on both backends: claims, leases, retries, obsolete jobs."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pytest
 
 from alexandria.config import Settings
 from alexandria.domain.jobs import INDEX_DOCUMENT, IndexState, Job, JobState
-from alexandria.domain.models import DataSource
+from alexandria.domain.models import DataSource, Document
 from alexandria.errors import EmbeddingFailed
 from alexandria.ingest.base import Vectors
 from alexandria.ingest.chunkers import Section
@@ -21,9 +20,14 @@ from alexandria.services import jobs as jobs_module
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
 from alexandria.services.jobs import WorkerPool, owner_id, owner_is_dead
-from alexandria.storage.sqlite.jobs import enqueue
+from alexandria.storage.base import Store, StoredChunk
+from alexandria.storage.postgres.jobs import enqueue as pg_enqueue
+from alexandria.storage.postgres.store import PostgresStore
+from alexandria.storage.sqlite.jobs import enqueue as sqlite_enqueue
 from alexandria.storage.sqlite.store import SqliteStore
 from tests.fakes import HashingEmbedder
+
+pytestmark = [pytest.mark.backends("sqlite", "postgres")]
 
 T0 = 1_800_000_000_000
 
@@ -53,9 +57,10 @@ class Clock:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data", job_max_attempts=3, job_retry_base_s=10, job_retry_max_s=15, job_batch_size=8
+def settings(settings: Settings) -> Settings:
+    """The backend's settings (conftest), with a short retry schedule."""
+    return settings.model_copy(
+        update={"job_max_attempts": 3, "job_retry_base_s": 10, "job_retry_max_s": 15, "job_batch_size": 8}
     )
 
 
@@ -79,8 +84,8 @@ def ds(jcore: Core) -> DataSource:
 
 
 @pytest.fixture
-def store(jcore: Core) -> SqliteStore:
-    assert isinstance(jcore.store, SqliteStore)
+def store(jcore: Core, backend: str) -> Store:
+    assert isinstance(jcore.store, PostgresStore if backend == "postgres" else SqliteStore)
     return jcore.store
 
 
@@ -95,19 +100,30 @@ def req(doc_id: str, text: str, **kw: object) -> UpsertRequest:
     return UpsertRequest(doc_id, Section(None, text, ()), **kw)  # type: ignore[arg-type]
 
 
-def queue(store: SqliteStore, ds: DataSource, n: int, kind: str = "test") -> list[int]:
+def queue(store: Store, ds: DataSource, n: int, kind: str = "test") -> list[int]:
+    """Queue ``n`` jobs of ``kind`` (the Store protocol has no bare enqueue: each backend's own helper)."""
+    if isinstance(store, PostgresStore):
+        with store.db.write() as pg:
+            return [pg_enqueue(pg, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
+    assert isinstance(store, SqliteStore)
     with store.db.write() as conn:
-        return [enqueue(conn, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
+        return [sqlite_enqueue(conn, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
 
 
-def chunk_rows(store: SqliteStore, ds: DataSource) -> list[tuple[int, int]]:
-    return [(int(r[0]), int(r[1])) for r in store.db.read().execute(
-        "SELECT document_pk, chunk_offset FROM chunks WHERE data_source_id = ? ORDER BY 1, 2", (ds.id,)
-    )]  # fmt: skip
+def documents(store: Store, ds: DataSource) -> list[Document]:
+    return store.list_documents(ds, None, 10_000, 0)[0]
+
+
+def chunks(store: Store, ds: DataSource) -> list[StoredChunk]:
+    return store.chunks_of_documents(sorted(d.pk for d in documents(store, ds)))
+
+
+def chunk_rows(store: Store, ds: DataSource) -> list[tuple[int, int]]:
+    return sorted((c.document_pk, c.offset) for c in chunks(store, ds))
 
 
 # --- the queue ---------------------------------------------------------------------------------------------------
-def test_claim_is_atomic_and_exclusive_across_threads(store: SqliteStore, ds: DataSource) -> None:
+def test_claim_is_atomic_and_exclusive_across_threads(store: Store, ds: DataSource) -> None:
     ids = queue(store, ds, 300)
     claimed: list[list[int]] = [[] for _ in range(6)]
     start = threading.Barrier(6)
@@ -130,7 +146,7 @@ def test_claim_is_atomic_and_exclusive_across_threads(store: SqliteStore, ds: Da
     assert {store.get_job(i).attempts for i in ids} == {1}  # type: ignore[union-attr]
 
 
-def test_claim_order_readiness_and_limit(store: SqliteStore, ds: DataSource) -> None:
+def test_claim_order_readiness_and_limit(store: Store, ds: DataSource) -> None:
     ids = queue(store, ds, 5)
     assert store.claim_jobs("a", 0, 1000, T0) == []
     assert store.claim_jobs("a", 2, 1000, T0 - 1) == []  # run_after not reached yet
@@ -139,7 +155,7 @@ def test_claim_order_readiness_and_limit(store: SqliteStore, ds: DataSource) -> 
     assert store.claim_jobs("c", 10, 1000, T0) == []
 
 
-def test_expired_leases_are_claimed_again_and_heartbeats_keep_them(store: SqliteStore, ds: DataSource) -> None:
+def test_expired_leases_are_claimed_again_and_heartbeats_keep_them(store: Store, ds: DataSource) -> None:
     a, b = queue(store, ds, 2)
     got = store.claim_jobs("dead", 5, 1000, T0)
     assert [j.lease_until for j in got] == [T0 + 1000, T0 + 1000]
@@ -158,7 +174,7 @@ def test_expired_leases_are_claimed_again_and_heartbeats_keep_them(store: Sqlite
     assert store.claim_jobs("new", 5, 1000, T0 + 5000)[0].id == b
 
 
-def test_release_and_dead_owner_detection(store: SqliteStore, ds: DataSource, pool: WorkerPool) -> None:
+def test_release_and_dead_owner_detection(store: Store, ds: DataSource, pool: WorkerPool) -> None:
     queue(store, ds, 3)
     host = socket.gethostname()
     dead = f"{host}|999999999|cafe|0"  # no such pid
@@ -176,7 +192,7 @@ def test_release_and_dead_owner_detection(store: SqliteStore, ds: DataSource, po
     assert len(again) == 2 and {j.attempts for j in again} == {2}
 
 
-def test_retries_with_backoff_then_failed(jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool) -> None:
+def test_retries_with_backoff_then_failed(jcore: Core, store: Store, ds: DataSource, pool: WorkerPool) -> None:
     calls: list[int] = []
 
     def broken(jobs: Sequence[Job]) -> list[BaseException | None]:
@@ -207,7 +223,7 @@ def test_retries_with_backoff_then_failed(jcore: Core, store: SqliteStore, ds: D
     assert pool.run_once() == 0
 
 
-def test_unknown_kind_and_crash_looping_jobs_fail(store: SqliteStore, ds: DataSource, pool: WorkerPool) -> None:
+def test_unknown_kind_and_crash_looping_jobs_fail(store: Store, ds: DataSource, pool: WorkerPool) -> None:
     (unknown,) = queue(store, ds, 1, kind="nobody-handles-this")
     assert pool.run_once() == 1
     job = store.get_job(unknown)
@@ -223,7 +239,7 @@ def test_unknown_kind_and_crash_looping_jobs_fail(store: SqliteStore, ds: DataSo
     assert job is not None and job.state is JobState.FAILED and "interrupted" in (job.error or "")
 
 
-def test_prune_finished_jobs(store: SqliteStore, ds: DataSource) -> None:
+def test_prune_finished_jobs(store: Store, ds: DataSource) -> None:
     *_, last = queue(store, ds, 3)
     for job in store.claim_jobs("o", 2, 1000, T0):
         store.complete_job(job, "o", T0 + 5)
@@ -234,7 +250,7 @@ def test_prune_finished_jobs(store: SqliteStore, ds: DataSource) -> None:
 
 # --- async upserts -----------------------------------------------------------------------------------------------
 def test_async_upsert_is_pending_until_a_worker_indexes_it(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
 ) -> None:
     text = " ".join(f"word{i}" for i in range(80))
     result = jcore.documents.upsert_async(ds, req("d1", text, tags=("t",)), T0)
@@ -261,7 +277,7 @@ def test_async_upsert_is_pending_until_a_worker_indexes_it(
 
 
 def test_batch_embeds_documents_together(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
 ) -> None:
     for i in range(5):
         jcore.documents.upsert_async(ds, req(f"d{i}", f"document number {i}"), T0)
@@ -271,7 +287,7 @@ def test_batch_embeds_documents_together(
 
 
 def test_obsolete_jobs_do_no_work(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
 ) -> None:
     first = jcore.documents.upsert_async(ds, req("d", "first version alpha"), T0).job
     index = jcore.jobs.handlers[INDEX_DOCUMENT]
@@ -290,14 +306,13 @@ def test_obsolete_jobs_do_no_work(
     second = seconds[0]
     assert second.job is not None and store.running_count(ds) == 1
     assert pool.drain() == 1
-    rows = store.db.read().execute("SELECT text FROM chunks WHERE data_source_id = ?", (ds.id,)).fetchall()
-    assert rows == [("second version beta",)]
+    assert [c.text for c in chunks(store, ds)] == ["second version beta"]
     # re-running a finished job (as after a crash between commit and acknowledgement) changes nothing
     assert jcore.documents.run_index_jobs([second.job]) == [None]
     assert len(chunk_rows(store, ds)) == 1 and flaky.calls == [1]
 
 
-def test_queued_jobs_are_retired_by_newer_upserts_and_deletes(jcore: Core, store: SqliteStore, ds: DataSource) -> None:
+def test_queued_jobs_are_retired_by_newer_upserts_and_deletes(jcore: Core, store: Store, ds: DataSource) -> None:
     first = jcore.documents.upsert_async(ds, req("d", "one"), T0).job
     second = jcore.documents.upsert_async(ds, req("d", "two"), T0).job
     assert first is not None and second is not None
@@ -313,9 +328,7 @@ def test_queued_jobs_are_retired_by_newer_upserts_and_deletes(jcore: Core, store
     assert store.running_count(ds) == 0
 
 
-def test_sync_upsert_of_pending_content_indexes_it(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool
-) -> None:
+def test_sync_upsert_of_pending_content_indexes_it(jcore: Core, store: Store, ds: DataSource, pool: WorkerPool) -> None:
     jcore.documents.upsert_async(ds, req("d", "same content"), T0)
     (claimed,) = store.claim_jobs("w", 1, 60_000, T0)
     result = jcore.documents.upsert(ds, req("d", "same content"), T0)
@@ -325,7 +338,7 @@ def test_sync_upsert_of_pending_content_indexes_it(
 
 
 def test_worker_crash_mid_job_is_recovered_without_duplicates(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool
 ) -> None:
     for i in range(4):
         jcore.documents.upsert_async(ds, req(f"d{i}", " ".join(f"w{i}x{j}" for j in range(70))), T0)
@@ -343,7 +356,7 @@ def test_worker_crash_mid_job_is_recovered_without_duplicates(
 
 
 def test_failed_embedding_ends_failed_with_the_message(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
 ) -> None:
     jcore.documents.upsert_async(ds, req("bad", "some poison text"), T0)
     clock = pool.clock
@@ -367,7 +380,7 @@ def test_failed_embedding_ends_failed_with_the_message(
 
 
 def test_a_poisoned_document_does_not_fail_its_batch(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool
 ) -> None:
     jcore.documents.upsert_async(ds, req("a", "fine text a"), T0)
     jcore.documents.upsert_async(ds, req("p", "poison text"), T0)
@@ -379,7 +392,7 @@ def test_a_poisoned_document_does_not_fail_its_batch(
 
 
 def test_transient_failure_is_retried_and_succeeds(
-    jcore: Core, store: SqliteStore, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
+    jcore: Core, store: Store, ds: DataSource, pool: WorkerPool, flaky: FlakyEmbedder
 ) -> None:
     flaky.failures_left = 1
     jcore.documents.upsert_async(ds, req("d", "hello there"), T0)
@@ -395,7 +408,7 @@ def test_transient_failure_is_retried_and_succeeds(
     assert store.list_jobs(ds.id)[0].state is JobState.DONE
 
 
-def test_worker_threads_drain_the_queue_and_stop(jcore: Core, store: SqliteStore, ds: DataSource) -> None:
+def test_worker_threads_drain_the_queue_and_stop(jcore: Core, store: Store, ds: DataSource) -> None:
     pool = jcore.jobs.start_workers(2)
     assert pool is not None
     try:
@@ -409,8 +422,7 @@ def test_worker_threads_drain_the_queue_and_stop(jcore: Core, store: SqliteStore
         jcore.jobs.stop_workers()
     assert all(not t.is_alive() for t in threading.enumerate() if t.name.startswith("alexandria-worker"))
     assert len(chunk_rows(store, ds)) == 40
-    counts = store.db.read().execute("SELECT index_state, count(*) FROM documents GROUP BY 1").fetchall()
-    assert counts == [("indexed", 40)]
+    assert [d.index_state for d in documents(store, ds)] == ["indexed"] * 40
 
 
 def test_backoff_is_exponential_and_capped(jcore: Core) -> None:

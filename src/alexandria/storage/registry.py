@@ -13,6 +13,8 @@ from alexandria.storage.base import Store
 # scheme -> "module:factory"; the factory takes (url, settings) and returns a Store.
 BACKENDS: dict[str, str] = {
     "sqlite": "alexandria.storage.sqlite.store:open_sqlite_store",
+    "postgresql": "alexandria.storage.postgres.store:open_postgres_store",
+    "postgres": "alexandria.storage.postgres.store:open_postgres_store",
 }
 
 

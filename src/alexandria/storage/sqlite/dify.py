@@ -26,8 +26,8 @@ from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.ingest.hashing import chunk_hash
+from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
-from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.chunks import drop_files_of, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.jobs import queue_index_job

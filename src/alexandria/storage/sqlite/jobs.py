@@ -19,8 +19,8 @@ from alexandria.domain.jobs import INDEX_DOCUMENT, DocumentIndexInfo, IndexState
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
+from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
-from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes

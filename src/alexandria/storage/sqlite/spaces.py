@@ -18,8 +18,8 @@ from alexandria.domain.models import (
     Workspace,
 )
 from alexandria.errors import AlreadyExists, NotFound
+from alexandria.storage import rows
 from alexandria.storage.base import FolderWrite
-from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.db import Database
 
 GLOBAL_GROUP_NAME = "Workspace"

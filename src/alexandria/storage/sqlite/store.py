@@ -14,8 +14,8 @@ from alexandria.config import Settings
 from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, ViewKind, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
+from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
-from alexandria.storage.sqlite import rows
 from alexandria.storage.sqlite.chunks import drop_files_of, forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import Database, quote_ident
 from alexandria.storage.sqlite.dify import SqliteDify

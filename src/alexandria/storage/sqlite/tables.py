@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from alexandria.domain.models import DataSource
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, Table, TableRow, TableWrite
-from alexandria.storage.sqlite import rows as rowmap
+from alexandria.storage import rows as rowmap
 from alexandria.storage.sqlite.db import Database
 from alexandria.storage.sqlite.sql import QueryEngine
 from alexandria.tables.errors import TableNameNotUnique, TableNotFound

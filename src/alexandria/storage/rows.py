@@ -1,4 +1,5 @@
-"""Row <-> domain object mapping and id generation for the SQLite store."""
+"""Row <-> domain object mapping and id generation, shared by the backends (JSON columns come back as text from
+SQLite and decoded from PostgreSQL's jsonb: :func:`js` takes both)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import string
 import time
 import uuid
+from typing import Any
 
 from alexandria.domain.models import (
     ApiKey,
@@ -29,6 +31,15 @@ _ALPHABET = string.ascii_letters + string.digits
 
 def new_sid(prefix: str) -> str:
     return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+def js(value: object, default: object = None) -> Any:
+    """A JSON column's value: decoded from text (SQLite) or already decoded (PostgreSQL jsonb); ``default`` if NULL."""
+    if value is None:
+        return default
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
 
 
 def new_uuid() -> str:
@@ -81,7 +92,7 @@ def space(row: tuple[object, ...]) -> Space:
         created_at=int(str(row[5])),
         updated_at=int(str(row[6])),
         restricted=kind is SpaceKind.REGULAR and int(str(row[8])) == 0,
-        group_ids=tuple(sorted(json.loads(str(row[7])))),
+        group_ids=tuple(sorted(js(row[7]))),
     )
 
 
@@ -104,7 +115,7 @@ def view(row: tuple[object, ...]) -> DataSourceView:
         space_id=int(str(row[3])),
         data_source_id=int(str(row[4])),
         kind=ViewKind(str(row[5])),
-        parents_in=None if row[6] is None else tuple(json.loads(str(row[6]))),
+        parents_in=None if row[6] is None else tuple(js(row[6])),
         created_at=int(str(row[7])),
         updated_at=int(str(row[8])),
     )
@@ -116,7 +127,7 @@ def folder(row: tuple[object, ...]) -> Folder:
         data_source_id=int(str(row[1])),
         folder_id=str(row[2]),
         title=str(row[3]),
-        parents=tuple(json.loads(str(row[4]))),
+        parents=tuple(js(row[4])),
         parent_id=None if row[5] is None else str(row[5]),
         mime_type=str(row[6]),
         source_url=None if row[7] is None else str(row[7]),
@@ -141,7 +152,7 @@ def data_source(row: tuple[object, ...]) -> DataSource:
         core_id=str(row[10]),
         connector_provider=None if row[11] is None else str(row[11]),
         uuid=str(row[12] or ""),
-        dify=json.loads(str(row[13] or "{}")),
+        dify=js(row[13], {}),
         updated_at=int(str(row[14] or 0)),
     )
 
@@ -168,8 +179,8 @@ def document(row: tuple[object, ...], text: str | None = None) -> Document:
         mime_type=str(row[4]),
         source_url=None if row[5] is None else str(row[5]),
         timestamp=int(str(row[6])),
-        tags=tuple(json.loads(str(row[7]))),
-        parents=tuple(json.loads(str(row[8]))),
+        tags=tuple(js(row[7])),
+        parents=tuple(js(row[8])),
         parent_id=None if row[9] is None else str(row[9]),
         hash=str(row[10]),
         text_size=int(str(row[11])),
@@ -184,8 +195,8 @@ def document(row: tuple[object, ...], text: str | None = None) -> Document:
         disabled_at=None if row[19] is None else int(str(row[19])),
         index_state=str(row[20]),
         index_error=None if row[21] is None else str(row[21]),
-        doc_metadata=json.loads(str(row[22] or "{}")),
+        doc_metadata=js(row[22], {}),
         batch=None if row[23] is None else str(row[23]),
-        dify=None if row[24] is None else json.loads(str(row[24])),
+        dify=None if row[24] is None else js(row[24]),
         updated=int(str(row[25])),
     )

@@ -1,0 +1,102 @@
+"""PostgreSQL connections: a psycopg 3 pool (pgvector types registered on every connection), transactions for
+writes, autocommit reads, read-only snapshots, and schema migrations applied once under an advisory lock."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib import resources
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from alexandria.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x616C6578  # pg_advisory_lock key: "alex"
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (values are always bound parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``(version, sql)`` of every packaged PostgreSQL migration, in order."""
+    found: list[tuple[int, str]] = []
+    for entry in resources.files("alexandria.storage.postgres.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(url: str) -> int:
+    """Apply the migrations a database lacks (each in its own transaction, under an advisory lock so that
+    processes starting together apply each once); returns the schema version."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT "
+                    "NOT NULL DEFAULT (extract(epoch from now()) * 1000)::bigint)"
+                )
+                row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+                current = int(row[0]) if row else 0
+                for version, sql in migrations():
+                    if version <= current:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql.encode())  # a script of several statements (simple query protocol)
+                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    log.info("applied PostgreSQL migration %d", version)
+                    current = version
+                return current
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot migrate the PostgreSQL database: {exc}") from exc
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    register_vector(conn)
+
+
+class PgDatabase:
+    """One pool of connections to one database."""
+
+    def __init__(self, url: str, max_size: int = 16) -> None:
+        self.url = url
+        self.schema_version = migrate(url)
+        try:
+            self.pool = ConnectionPool(
+                url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, configure=_configure, open=True
+            )
+            self.pool.wait(timeout=30)
+        except (psycopg.Error, Exception) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[psycopg.Connection]:
+        """A read-write transaction: committed on success, rolled back on any exception."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[psycopg.Connection]:
+        """An autocommit connection: each statement sees the latest commit."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[psycopg.Connection]:
+        """A read-only transaction: several statements see one consistent snapshot."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    def close(self) -> None:
+        self.pool.close()

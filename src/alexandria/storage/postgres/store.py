@@ -1,0 +1,25 @@
+"""The scale-out store: PostgreSQL + pgvector, selected by a ``postgresql://`` database URL. Stateless: any number
+of API and worker processes share one database."""
+
+from __future__ import annotations
+
+from alexandria.config import Settings
+from alexandria.storage.postgres.core import PgCore
+from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.dify import PgDify
+from alexandria.storage.postgres.jobs import PgJobs
+from alexandria.storage.postgres.search import PgSearch
+from alexandria.storage.postgres.spaces import PgSpaces
+
+
+class PostgresStore(PgCore, PgSearch, PgSpaces, PgDify, PgJobs):
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.db = PgDatabase(url)
+        self.exact_max = settings.exact_search_max_candidates
+        self.hnsw_m = settings.hnsw_connectivity
+        self.hnsw_ef_construction = settings.hnsw_expansion_add
+        self.hnsw_ef_search = settings.hnsw_expansion_search
+
+
+def open_postgres_store(url: str, settings: Settings) -> PostgresStore:
+    return PostgresStore(url, settings)
