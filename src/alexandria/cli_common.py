@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 err = Console(stderr=True)
 
 
+def _set_database_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:  # read by Settings like any ALEXANDRIA_* variable
+        os.environ["ALEXANDRIA_DATABASE_URL"] = value
+
+
 def data_dir_option(fn: F) -> F:
+    """``--data-dir`` and ``--database-url`` (the store: the embedded SQLite one in the data directory by default,
+    or ``postgresql://user:password@host:port/db``)."""
+    fn = click.option(
+        "--database-url",
+        default=None,
+        expose_value=False,
+        callback=_set_database_url,
+        help="Store URL (default: $ALEXANDRIA_DATABASE_URL, or the embedded SQLite store in the data directory).",
+    )(fn)
     return click.option(
         "--data-dir",
         type=click.Path(path_type=Path, file_okay=False),

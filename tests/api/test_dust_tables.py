@@ -12,7 +12,7 @@ from alexandria.domain.models import Space
 from alexandria.services.core import Core
 from tests.conftest import Tenant
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.backends("sqlite", "postgres")]
 
 POST_TABLE_KEYS = {"name", "table_id", "description", "schema", "timestamp", "tags", "parents", "mime_type", "title"}
 TABLE_KEYS = POST_TABLE_KEYS | {"parent_id"}

@@ -84,17 +84,18 @@ def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
     a, b, c = (indexed(core, ds, n) for n in ("a", "b", "c"))
     author = core.store.create_metadata_field(ds, "author", "string")
     year = core.store.create_metadata_field(ds, "odd name.x", "number")
-    core.store.set_doc_metadata(a.pk, {"author": "Ada", "odd name.x": 1})
+    core.store.create_metadata_field(ds, 'say "hi"', "string")
+    core.store.set_doc_metadata(a.pk, {"author": "Ada", "odd name.x": 1, 'say "hi"': "x"})
     core.store.set_doc_metadata(b.pk, {"author": None, "writer": "kept?"})  # a key with a null value holds it
     core.store.set_doc_metadata(c.pk, {"other": 1})
     counts = {f.name: n for f, n in core.store.list_metadata_fields(ds)}
-    assert counts == {"author": 2, "odd name.x": 1}
+    assert counts == {"author": 2, "odd name.x": 1, 'say "hi"': 1}
 
     writer = core.store.rename_metadata_field(ds, author, "writer")  # overwrites b's own "writer" value
     assert writer.name == "writer" and writer.pk == author.pk
     meta = {d.document_id: core.dify.document(ds, d.uuid).doc_metadata for d in (a, b, c)}
     assert meta == {
-        a.document_id: {"writer": "Ada", "odd name.x": 1},
+        a.document_id: {"writer": "Ada", "odd name.x": 1, 'say "hi"': "x"},
         b.document_id: {"writer": None},
         c.document_id: {"other": 1},
     }
@@ -103,8 +104,8 @@ def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
     with pytest.raises(Exception, match="Metadata name already exists"):
         core.store.rename_metadata_field(ds, year, "writer")
     core.store.delete_metadata_field(ds, year)
-    assert core.dify.document(ds, a.uuid).doc_metadata == {"writer": "Ada"}
-    assert [(f.name, n) for f, n in core.store.list_metadata_fields(ds)] == [("writer", 2)]
+    assert core.dify.document(ds, a.uuid).doc_metadata == {"writer": "Ada", 'say "hi"': "x"}
+    assert [(f.name, n) for f, n in core.store.list_metadata_fields(ds)] == [("writer", 2), ('say "hi"', 1)]
 
 
 def test_dataset_counts(core: Core) -> None:

@@ -1,5 +1,9 @@
 """The read-only SQL engine over tables: every way out of the sandbox is tried and must be refused, and stored rows
-must be unchanged afterwards (dust-behaviour.md §4.3)."""
+must be unchanged afterwards (dust-behaviour.md §4.3).
+
+The module runs on both backends. Tests of SQLite's own machinery (its authorizer, ``ATTACH``, ``sqlite_master``,
+``typeof``, blobs) are marked sqlite-only, each next to its PostgreSQL counterpart (marked postgres-only): the
+sandbox's role, ``pg_catalog``, ``information_schema``, ``SET ROLE``, ``COPY``, server files."""
 
 from __future__ import annotations
 
@@ -8,14 +12,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from alexandria.domain.models import DataSource
 from alexandria.domain.tables import TableRow
 from alexandria.services.core import Core
 from alexandria.services.tables import TableRef, TableUpsert
+from alexandria.storage.postgres.sql import SANDBOX_ROLE, PgQueryEngine
 from alexandria.tables.errors import QueryFailed, TableNotFound
 from tests.conftest import Tenant, make_tenant
+
+pytestmark = [pytest.mark.backends("sqlite", "postgres")]
 
 ROWS = [
     TableRow(
@@ -57,6 +65,7 @@ def refused(core: Core, ds: DataSource, sql: str, code: str = "query_execution_e
     return info.value.message
 
 
+@pytest.mark.backends("sqlite")  # typeof and rowid are SQLite's; PostgreSQL: test_typed_columns_postgres
 def test_typed_columns(core: Core, table: DataSource) -> None:
     rows = query(
         core,
@@ -90,6 +99,64 @@ def test_result_schema_and_aggregate(core: Core, table: DataSource) -> None:
         ("total", "int", ("3", "585")),
         ("mean", "float", ("2.0", "0.875")),
     ]
+
+
+@pytest.mark.backends("postgres")
+def test_typed_columns_postgres(core: Core, table: DataSource) -> None:
+    rows = query(
+        core,
+        table,
+        "SELECT name, amount, pg_typeof(amount)::text AS ta, score, pg_typeof(score)::text AS ts, paying, "
+        "pg_typeof(paying)::text AS tp, at, pg_typeof(at)::text AS tat, mixed, pg_typeof(mixed)::text AS tm "
+        "FROM customers",
+    )
+    assert rows[0] == {
+        "name": "John", "amount": 129, "ta": "bigint", "score": 1.5, "ts": "double precision", "paying": 1,
+        "tp": "boolean", "at": "1970-01-01 00:00:00", "tat": "timestamp without time zone", "mixed": None, "tm": "text",
+    }  # fmt: skip
+    assert rows[1]["score"] == 2.0 and rows[1]["paying"] == 0  # an int in a float column; booleans as 1/0
+    assert rows[2]["mixed"] == "x" and rows[3]["mixed"] == "7"  # text column
+    assert rows[3]["at"] == "2023-11-14 22:13:20"  # seconds floored, as on SQLite
+    # datetimes are timestamps: date arithmetic works, results are written like SQLite's text
+    assert query(
+        core, table, "SELECT max(at) + interval '1 day' AS d, date_trunc('month', max(at)) AS m FROM customers"
+    ) == [{"d": "2023-11-15 22:13:20", "m": "2023-11-01 00:00:00"}]
+
+
+def test_same_results_on_both_backends(core: Core, table: DataSource) -> None:
+    """Portable SQL gives the same rows (same values, same JSON types) on either backend."""
+    make_table(core, table, "t2", "orders")
+    refs = [TableRef(table, "t1"), TableRef(table, "t2")]
+    cases: dict[str, list[dict[str, Any]]] = {
+        "SELECT name, amount, score, paying, at FROM customers WHERE at IS NOT NULL ORDER BY name": [
+            {"name": "Ann", "amount": None, "score": None, "paying": None, "at": "2023-11-14 22:13:20"},
+            {"name": "John", "amount": 129, "score": 1.5, "paying": 1, "at": "1970-01-01 00:00:00"},
+        ],
+        "SELECT name FROM customers WHERE name LIKE '%n%' AND at >= '1970-01-01' ORDER BY name": [
+            {"name": "Ann"},
+            {"name": "John"},
+        ],
+        "SELECT name FROM customers WHERE name LIKE 'S%' OR mixed = '7' ORDER BY 1": [
+            {"name": "Ann"},
+            {"name": "Sally"},
+        ],
+        "SELECT count(*) AS n, sum(amount) AS s, min(score) AS lo, max(at) AS last, avg(amount) AS mean "
+        "FROM customers": [{"n": 4, "s": 588, "lo": 0.25, "last": "2023-11-14 22:13:20", "mean": 196.0}],
+        "SELECT amount > 100 AS big, count(*) AS n FROM customers WHERE amount IS NOT NULL GROUP BY amount > 100 "
+        "ORDER BY big": [{"big": 0, "n": 1}, {"big": 1, "n": 2}],
+        "SELECT c.name, o.amount FROM customers c JOIN orders o ON o.name = c.name WHERE c.paying ORDER BY c.name": [
+            {"name": "John", "amount": 129},
+            {"name": "Sally", "amount": 456},
+        ],
+        "SELECT coalesce(mixed, 'none') AS m, length(name) AS l FROM customers ORDER BY name LIMIT 2": [
+            {"m": "7", "l": 3},
+            {"m": "none", "l": 4},
+        ],
+        "SELECT CASE WHEN paying THEN 'yes' ELSE 'no' END AS p, 1.5 * 2 AS x, 7 / 2 AS d FROM customers "
+        "WHERE name = 'Mark'": [{"p": "no", "x": 3.0, "d": 3}],
+    }
+    for sql, expected in cases.items():
+        assert core.tables.query(refs, sql).rows == expected, sql
 
 
 @pytest.mark.parametrize(
@@ -129,6 +196,7 @@ def test_writes_and_escapes_are_refused(core: Core, table: DataSource, sql: str)
     assert message.startswith("Query must") or "no such" in message
 
 
+@pytest.mark.backends("sqlite")  # SQLite's way to other files; PostgreSQL: test_server_files_and_programs_are_refused
 def test_attach_of_another_file_is_refused(core: Core, table: DataSource, tmp_path: Path) -> None:
     secret = tmp_path / "secret.db"
     conn = sqlite3.connect(secret)
@@ -192,15 +260,33 @@ def test_default_limits(core: Core) -> None:
     assert core.settings.sql_timeout_ms == 10_000 and core.settings.sql_max_rows == 2048
 
 
+@pytest.mark.backends("sqlite")  # PostgreSQL: test_bytea_must_be_utf8_and_non_finite_numbers_are_null
 def test_blobs_must_be_utf8_and_non_finite_floats_are_null(core: Core, table: DataSource) -> None:
     assert query(core, table, "SELECT CAST('héllo' AS BLOB) AS b") == [{"b": "héllo"}]
     assert "not valid UTF-8" in refused(core, table, "SELECT x'ff00' AS b")
     assert query(core, table, "SELECT 1e999 AS big, -1e999 AS small") == [{"big": None, "small": None}]
 
 
+@pytest.mark.backends("postgres")
+def test_bytea_must_be_utf8_and_non_finite_numbers_are_null(core: Core, table: DataSource) -> None:
+    assert query(core, table, "SELECT convert_to('héllo', 'UTF8') AS b") == [{"b": "héllo"}]
+    assert "not valid UTF-8" in refused(core, table, "SELECT '\\xff00'::bytea AS b")
+    assert query(core, table, "SELECT 1e999 AS big, 'Infinity'::float8 AS inf, 'NaN'::numeric AS nan") == [
+        {"big": None, "inf": None, "nan": None}
+    ]
+
+
+@pytest.mark.backends("sqlite")  # zeroblob and randomblob are SQLite's; PostgreSQL: test_huge_results_are_refused
 def test_huge_values_are_refused(core: Core, table: DataSource) -> None:
     refused(core, table, "SELECT zeroblob(100000000) AS z")
     refused(core, table, "SELECT randomblob(40000000) AS z")
+
+
+@pytest.mark.backends("postgres")
+def test_huge_results_are_refused(core: Core, table: DataSource) -> None:
+    # 100 MB in one value, and 70 MB over many rows: both past max_result_bytes (64 MiB), fetched row by row
+    assert "larger than" in refused(core, table, "SELECT repeat('x', 100000000) AS z")
+    assert "larger than" in refused(core, table, "SELECT repeat('x', 1000000) AS z FROM generate_series(1, 70)")
 
 
 def test_cache_is_reused_and_invalidated_by_row_changes(core: Core, table: DataSource) -> None:
@@ -252,6 +338,7 @@ def test_same_names_get_suffixes(core: Core, tenant: Tenant) -> None:
     assert core.tables.query([TableRef(tenant.ds, "a")] * 2, "SELECT count(*) AS n FROM sales").rows == [{"n": 4}]
 
 
+@pytest.mark.backends("sqlite")  # typeof is SQLite's; PostgreSQL: test_empty_table_and_stale_schema_postgres
 def test_empty_table_and_stale_schema(core: Core, tenant: Tenant) -> None:
     core.tables.upsert(tenant.ds, TableUpsert(name="empty", description="", table_id="e"), 0)
     assert query(core, tenant.ds, "SELECT count(*) AS n FROM empty", "e") == [{"n": 0}]
@@ -260,6 +347,18 @@ def test_empty_table_and_stale_schema(core: Core, tenant: Tenant) -> None:
     # replacing the text row makes the column int again (schema recomputed from all rows)
     core.tables.upsert_rows(tenant.ds, "e", [TableRow("1", {"v": 1})], False)
     assert query(core, tenant.ds, "SELECT typeof(v) AS t FROM empty", "e") == [{"t": "integer"}, {"t": "integer"}]
+
+
+@pytest.mark.backends("postgres")
+def test_empty_table_and_stale_schema_postgres(core: Core, tenant: Tenant) -> None:
+    core.tables.upsert(tenant.ds, TableUpsert(name="empty", description="", table_id="e"), 0)
+    assert query(core, tenant.ds, "SELECT count(*) AS n FROM empty", "e") == [{"n": 0}]
+    core.tables.upsert_rows(tenant.ds, "e", [TableRow("1", {"v": "text"}), TableRow("2", {"v": 2})], False)
+    typed = "SELECT v, pg_typeof(v)::text AS t FROM empty"
+    assert query(core, tenant.ds, typed, "e") == [{"v": "text", "t": "text"}, {"v": "2", "t": "text"}]
+    # replacing the text row makes the column int again (schema recomputed from all rows)
+    core.tables.upsert_rows(tenant.ds, "e", [TableRow("1", {"v": 1})], False)
+    assert query(core, tenant.ds, typed, "e") == [{"v": 1, "t": "bigint"}, {"v": 2, "t": "bigint"}]
 
 
 def test_concurrent_queries(core: Core, table: DataSource) -> None:
@@ -288,6 +387,7 @@ def test_other_workspace_is_separate(core: Core) -> None:
         query(core, b.ds, "SELECT * FROM customers")
 
 
+@pytest.mark.backends("sqlite")  # the authorizer is SQLite's; PostgreSQL: test_defence_in_depth_without_the_cursor
 def test_defence_in_depth_without_the_authorizer(core: Core, table: DataSource) -> None:
     """Behind the authorizer, the connection itself refuses writes and attachments."""
     from alexandria.storage.sqlite.sql import MAX_VALUE_BYTES
@@ -311,8 +411,242 @@ def test_defence_in_depth_without_the_authorizer(core: Core, table: DataSource) 
     assert stored(core, table) == [TableRow(r.row_id, r.value) for r in ROWS]
 
 
+@pytest.mark.backends("sqlite")  # sqlite_ names are SQLite's; PostgreSQL: test_catalog_names_are_the_tables
 def test_reserved_table_names_fail_cleanly(core: Core, tenant: Tenant) -> None:
     make_table(core, tenant.ds, "r", "sqlite_stuff")
     with pytest.raises(QueryFailed, match="Cannot load the tables") as info:
         query(core, tenant.ds, "SELECT 1", "r")
     assert info.value.code == "query_execution_error"
+
+
+# --- PostgreSQL: the sandbox's own ways out ----------------------------------------------------------------------
+READ_ONLY = "Query must be read-only and use only the given tables: "
+DENIED = READ_ONLY + "permission denied for "
+# the exploit a plain SET ROLE would let through: set_config switches back to the session user (a superuser here)
+# inside the statement, and ts_stat runs SQL as whoever the current user then is
+SET_CONFIG_EXPLOIT = (
+    "SELECT set_config('role', 'none', true) AS r, (SELECT string_agg(word, ',') FROM ts_stat("
+    "'SELECT to_tsvector(''simple'', key_hash) FROM public.api_keys')) AS leak"
+)
+PG_ESCAPES = {
+    # the application's tables: not on the search path, and no privilege on them
+    "SELECT * FROM documents": "Query execution error: no such table: documents",
+    "SELECT * FROM api_keys": "Query execution error: no such table: api_keys",
+    "SELECT * FROM public.api_keys": DENIED + "table api_keys.",
+    "SELECT * FROM public.table_rows": DENIED + "table table_rows.",
+    "SELECT * FROM public.documents": DENIED + "table documents.",
+    "SELECT nextval('public.jobs_id_seq')": DENIED + "sequence jobs_id_seq.",
+    "SELECT * FROM ts_stat('SELECT to_tsvector(key_hash) FROM public.api_keys')": DENIED + "table api_keys.",
+    # writes, DDL, locks
+    "INSERT INTO customers (name) VALUES ('x')": READ_ONLY + "INSERT is not allowed.",
+    "UPDATE customers SET amount = 0": READ_ONLY + "UPDATE is not allowed.",
+    "DELETE FROM customers": READ_ONLY + "DELETE is not allowed.",
+    "MERGE INTO customers c USING customers d ON true WHEN MATCHED THEN DELETE": READ_ONLY + "MERGE is not allowed.",
+    "TRUNCATE customers": READ_ONLY + "TRUNCATE is not allowed.",
+    "WITH d AS (DELETE FROM customers RETURNING *) SELECT * FROM d": READ_ONLY
+    + "a data-modifying WITH is not allowed.",
+    "WITH x AS (SELECT 1) INSERT INTO customers (name) SELECT * FROM x": READ_ONLY + "INSERT is not allowed.",
+    "SELECT * FROM customers FOR UPDATE": DENIED + "view customers.",
+    "SELECT 1 AS a INTO TEMP evil": "Query execution error: SELECT ... INTO is not allowed here",
+    "CREATE TABLE evil (a int)": READ_ONLY + "CREATE is not allowed.",
+    "CREATE TEMP TABLE evil (a int)": READ_ONLY + "CREATE is not allowed.",
+    "CREATE EXTENSION dblink": READ_ONLY + "CREATE is not allowed.",
+    "DROP VIEW customers": READ_ONLY + "DROP is not allowed.",
+    "ALTER VIEW customers RENAME TO x": READ_ONLY + "ALTER is not allowed.",
+    "GRANT SELECT ON customers TO PUBLIC": READ_ONLY + "GRANT is not allowed.",
+    "ALTER ROLE alexandria_sql SUPERUSER": READ_ONLY + "ALTER is not allowed.",
+    "LOCK TABLE customers": READ_ONLY + "LOCK is not allowed.",
+    "VACUUM": READ_ONLY + "VACUUM is not allowed.",
+    # back to the session's user, or other settings
+    "SET ROLE postgres": READ_ONLY + "SET is not allowed.",
+    "RESET ROLE": READ_ONLY + "RESET is not allowed.",
+    "SET SESSION AUTHORIZATION postgres": READ_ONLY + "SET is not allowed.",
+    "SELECT set_config('role', 'none', true)": DENIED + "function set_config.",
+    "SELECT set_config('session_authorization', 'postgres', false)": DENIED + "function set_config.",
+    "SELECT set_config('statement_timeout', '0', false)": DENIED + "function set_config.",
+    SET_CONFIG_EXPLOIT: DENIED + "function set_config.",
+    "DO $$ BEGIN RESET ROLE; END $$": READ_ONLY + "DO is not allowed.",
+    "BEGIN": READ_ONLY + "BEGIN is not allowed.",
+    "COMMIT": READ_ONLY + "COMMIT is not allowed.",
+    "ROLLBACK": READ_ONLY + "ROLLBACK is not allowed.",
+    "PREPARE p AS SELECT 1": READ_ONLY + "PREPARE is not allowed.",
+    "EXPLAIN ANALYZE SELECT 1": READ_ONLY + "EXPLAIN is not allowed.",
+    "SHOW data_directory": READ_ONLY + "SHOW is not allowed.",
+    "SELECT current_setting('data_directory')": READ_ONLY + 'permission denied to examine "data_directory".',
+    "LISTEN x": READ_ONLY + "LISTEN is not allowed.",
+    "LOAD 'plpgsql'": READ_ONLY + "LOAD is not allowed.",
+    "CALL x()": READ_ONLY + "CALL is not allowed.",
+    # other sessions and the server
+    "SELECT pg_terminate_backend(pg_backend_pid())": READ_ONLY + "permission denied to terminate process.",
+    "SELECT pg_reload_conf()": DENIED + "function pg_reload_conf.",
+    "SELECT dblink_connect('host=127.0.0.1')": "Query execution error: no such function: dblink_connect",
+}
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.parametrize("sql", list(PG_ESCAPES))
+def test_postgres_escapes_are_refused(core: Core, table: DataSource, sql: str) -> None:
+    assert refused(core, table, sql) == PG_ESCAPES[sql]
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY customers TO STDOUT",
+        "COPY (SELECT 1) TO PROGRAM 'touch {marker}'",
+        "COPY customers TO '{marker}'",
+        "COPY customers FROM '/etc/passwd'",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_read_binary_file('/etc/passwd')",
+        "SELECT pg_stat_file('postgresql.conf')",
+        "SELECT pg_ls_dir('.')",
+        "SELECT lo_import('/etc/passwd')",
+        "SELECT lo_export(1, '{marker}')",
+    ],
+)
+def test_server_files_and_programs_are_refused(core: Core, table: DataSource, sql: str, tmp_path: Path) -> None:
+    marker = tmp_path / "written"
+    message = refused(core, table, sql.format(marker=marker))
+    assert message.startswith(READ_ONLY), message
+    assert not marker.exists()
+
+
+@pytest.mark.backends("postgres")
+def test_catalogs_show_only_the_requested_tables(
+    core: Core, tenant: Tenant, table: DataSource, other_tenant: Tenant
+) -> None:
+    # another workspace's table, with a telling column, queried (so cached) just before
+    core.tables.upsert(other_tenant.ds, TableUpsert(name="their_secrets", description="", table_id="s"), 0)
+    core.tables.upsert_rows(other_tenant.ds, "s", [TableRow("1", {"their_password": "hunter2"})], False)
+    assert query(core, other_tenant.ds, "SELECT their_password FROM their_secrets", "s") == [
+        {"their_password": "hunter2"}
+    ]
+    # information_schema lists what the role may read: the requested table only
+    visible = "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', "
+    visible += "'information_schema')"
+    assert query(core, table, visible) == [{"table_name": "customers"}]
+    assert query(core, table, "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = 'public'") == [
+        {"n": 0}
+    ]
+    # pg_catalog lists every relation, but cached copies have opaque names and columns (c0, c1...), and the exposed
+    # names of other queries exist only inside their own transaction
+    for sql in (
+        "SELECT relname FROM pg_class WHERE relname LIKE '%their%'",
+        "SELECT attname FROM pg_attribute WHERE attname LIKE '%their%'",
+        "SELECT viewname FROM pg_views WHERE viewname LIKE '%their%'",
+    ):
+        assert query(core, table, sql) == [], sql
+    # the copy behind our own view cannot be read directly
+    mine = "SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r'"
+    (temp,) = [r["relname"] for r in query(core, table, mine)]
+    assert temp.startswith("alexandria_")
+    assert refused(core, table, f"SELECT * FROM pg_temp.{temp}") == DENIED + f"table {temp}."
+    # nor another session's copy (here: the other workspace's table, cached by the query above)
+    theirs = "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    theirs += "WHERE c.relpersistence = 't' AND c.relkind = 'r' AND c.relnamespace <> pg_my_temp_schema()"
+    others = query(core, table, theirs)
+    assert others
+    for other in others:
+        message = refused(core, table, f"SELECT * FROM {other['nspname']}.{other['relname']}")
+        assert message.startswith(DENIED), message
+    # and other sessions' queries are hidden
+    activity = query(core, table, "SELECT DISTINCT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                     "AND usename IS NOT NULL AND query <> ''")  # fmt: skip
+    assert all(r["query"] == "<insufficient privilege>" for r in activity), activity
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_time_limit(core: Core, table: DataSource) -> None:
+    core.tables.settings = core.settings.model_copy(update={"sql_timeout_ms": 200})
+    assert refused(core, table, "SELECT pg_sleep(5)", "query_timeout") == "Query execution timed out after 200 ms."
+    # a timed-out query cannot extend its own limit
+    refused(core, table, "SELECT set_config('statement_timeout', '0', true), pg_sleep(5)")
+
+
+@pytest.mark.backends("postgres")
+def test_the_session_is_clean_after_each_query(core: Core, table: DataSource, settings: Any) -> None:
+    assert query(core, table, "SELECT pg_advisory_lock(4242) IS NOT NULL AS locked") == [{"locked": 1}]
+    refused(core, table, "SELECT pg_advisory_lock(4243), 1 / 0")
+    engine = core.store._query_engine()  # type: ignore[attr-defined]
+    (key,) = engine.cached_keys()
+    entry = engine._cache[key]
+    with entry.lock:
+        row = entry.conn.execute(
+            "SELECT current_user, current_setting('transaction_read_only'), current_setting('search_path'), "
+            "current_setting('statement_timeout'), (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND pid = pg_backend_pid())"
+        ).fetchone()
+    assert row == ("postgres", "off", '"$user", public', "0", 0)
+
+
+@pytest.mark.backends("postgres")
+def test_defence_in_depth_without_the_cursor(core: Core, table: DataSource) -> None:
+    """Behind the cursor (which lets only SELECT, VALUES, TABLE and WITH through), the role itself can write nothing,
+    read no table of the database and no file, and can change none of its settings, even in statements the cursor
+    would refuse."""
+    engine = core.store._query_engine()  # type: ignore[attr-defined]
+    query(core, table, "SELECT 1 AS one FROM customers LIMIT 1")
+    (key,) = engine.cached_keys()
+    entry = engine._cache[key]
+    assert PgQueryEngine.sandbox_problems(entry.conn) == []
+    limits = core.tables.settings
+    attempts = {
+        "INSERT INTO customers (name) VALUES ('x')": psycopg.errors.InsufficientPrivilege,
+        "DELETE FROM customers": psycopg.errors.InsufficientPrivilege,
+        "INSERT INTO public.workspaces (sid, name, created_at) VALUES ('x', 'x', 0)": (
+            psycopg.errors.ReadOnlySqlTransaction
+        ),
+        "CREATE TEMP TABLE evil (a int)": psycopg.errors.ReadOnlySqlTransaction,
+        "SELECT * FROM public.api_keys": psycopg.errors.InsufficientPrivilege,
+        "SELECT set_config('role', 'none', true)": psycopg.errors.InsufficientPrivilege,
+        "SET ROLE postgres": psycopg.errors.InsufficientPrivilege,
+        "SET statement_timeout = 0": None,  # allowed as a statement (USERSET), but no statement gets this far
+        "SET temp_file_limit = -1": psycopg.errors.InsufficientPrivilege,
+        "SELECT pg_read_file('/etc/passwd')": psycopg.errors.InsufficientPrivilege,
+        "COPY (SELECT 1) TO PROGRAM 'true'": psycopg.errors.InsufficientPrivilege,
+        "COPY customers TO '/tmp/alexandria-evil'": psycopg.errors.InsufficientPrivilege,
+        "ALTER ROLE alexandria_sql SUPERUSER": psycopg.errors.InsufficientPrivilege,
+    }
+    from alexandria.domain.tables import QueryLimits
+
+    sandbox = engine._setup(entry, QueryLimits(timeout_ms=limits.sql_timeout_ms, max_rows=10))
+    with entry.lock:
+        for sql, error in attempts.items():
+            with entry.conn.transaction(force_rollback=True):
+                entry.conn.execute(sandbox)
+                assert entry.conn.execute("SELECT current_user").fetchone() == (SANDBOX_ROLE,)
+                if error is None:
+                    entry.conn.execute(sql)
+                else:
+                    with pytest.raises(error), entry.conn.transaction():
+                        entry.conn.execute(sql)
+    assert stored(core, table) == [TableRow(r.row_id, r.value) for r in ROWS]
+
+
+@pytest.mark.backends("postgres")
+def test_a_weak_sandbox_refuses_to_run(core: Core, table: DataSource, settings: Any) -> None:
+    """If the role could call set_config (the migration's REVOKE undone), no query runs at all."""
+    url = settings.resolved_database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO PUBLIC")
+    try:
+        core.store.close_sql_engine()  # type: ignore[attr-defined]  # a fresh engine checks again
+        with pytest.raises(QueryFailed, match=r"SQL over tables is disabled.*can execute set_config"):
+            query(core, table, SET_CONFIG_EXPLOIT)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC")
+    core.store.close_sql_engine()  # type: ignore[attr-defined]
+    assert refused(core, table, SET_CONFIG_EXPLOIT) == DENIED + "function set_config."
+
+
+@pytest.mark.backends("postgres")
+def test_catalog_names_are_the_tables(core: Core, tenant: Tenant) -> None:
+    # the query's tables come first on the search path, before pg_catalog
+    make_table(core, tenant.ds, "r", "pg_class")
+    assert query(core, tenant.ds, "SELECT count(*) AS n FROM pg_class", "r") == [{"n": 4}]
+    # mixed case: the exact (quoted) name and the folded (unquoted) one
+    make_table(core, tenant.ds, "m", "Sales")
+    assert query(core, tenant.ds, 'SELECT count(*) AS n FROM "Sales"', "m") == [{"n": 4}]
+    assert query(core, tenant.ds, "SELECT count(*) AS n FROM Sales", "m") == [{"n": 4}]

@@ -152,47 +152,39 @@ def write_document_row(
 def insert_chunks(
     conn: psycopg.Connection, data_source_id: int, document_pk: int, chunks: Sequence[ChunkWrite], vecs: Vectors
 ) -> list[int]:
-    """Insert a document's chunks (text, BM25 terms and length, embedding) and add them to the data source's BM25
-    statistics; returns their ids in order."""
+    """Insert a document's chunks in one statement (text; BM25 terms, term frequencies and length; embedding) and
+    add them to the data source's BM25 statistics; returns their ids in order."""
     if not chunks:
         return []
-    ids: list[int] = []
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, tsv, "
-            "length, segment_pk, child_pk) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, v.tsv, "
-            "(SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0) FROM unnest(v.tsv) u), %s, %s "
-            f"FROM (SELECT to_tsvector('{TS_CONFIG}', %s) AS tsv) v RETURNING id, length",
-            [
-                (
-                    data_source_id,
-                    document_pk,
-                    c.offset,
-                    c.text,
-                    c.hash,
-                    c.token_count,
-                    np.asarray(vec, np.float32),
-                    c.segment_pk,
-                    c.child_pk,
-                    c.text,
-                )
-                for c, vec in zip(chunks, vecs, strict=True)
-            ],
-            returning=True,
-        )
-        total_length = 0
-        while True:
-            row = cur.fetchone()
-            if row is not None:
-                ids.append(int(row[0]))
-                total_length += int(row[1])
-            if not cur.nextset():
-                break
+    found = conn.execute(
+        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, tsv, tf, "
+        "length, segment_pk, child_pk) "
+        "SELECT %s, %s, u.off, u.txt, u.h, u.tok, u.emb, v.tsv, "
+        "coalesce((SELECT jsonb_object_agg(t.lexeme, coalesce(array_length(t.positions, 1), 1)) "
+        "FROM unnest(v.tsv) t), '{}'), "
+        "(SELECT coalesce(sum(coalesce(array_length(t.positions, 1), 1)), 0) FROM unnest(v.tsv) t), u.seg, u.child "
+        "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::vector[], %s::bigint[], %s::bigint[]) "
+        "WITH ORDINALITY AS u(off, txt, h, tok, emb, seg, child, n) "
+        f"CROSS JOIN LATERAL (SELECT to_tsvector('{TS_CONFIG}', u.txt) AS tsv) v ORDER BY u.n "
+        "RETURNING id, length, chunk_offset",
+        (
+            data_source_id,
+            document_pk,
+            [c.offset for c in chunks],
+            [c.text for c in chunks],
+            [c.hash for c in chunks],
+            [c.token_count for c in chunks],
+            [np.asarray(v, np.float32) for v in vecs],
+            [c.segment_pk for c in chunks],
+            [c.child_pk for c in chunks],
+        ),
+    ).fetchall()
+    by_offset = {int(r[2]): int(r[0]) for r in found}
+    ids = [by_offset[c.offset] for c in chunks] if len(by_offset) == len(found) else [int(r[0]) for r in found]
     conn.execute(
-        "UPDATE data_sources SET chunk_total = chunk_total + %s, chunk_length_total = chunk_length_total + %s "
-        "WHERE id = %s",
-        (len(ids), total_length, data_source_id),
+        "UPDATE data_sources SET chunk_total = chunk_total + %s, chunk_length_total = chunk_length_total + %s, "
+        "stats_version = stats_version + 1 WHERE id = %s",
+        (len(ids), sum(int(r[1]) for r in found), data_source_id),
     )
     return ids
 
@@ -207,8 +199,8 @@ def delete_chunks(conn: psycopg.Connection, data_source_id: int, where: str, par
     count, length = (int(row[0]), int(row[1])) if row else (0, 0)
     if count:
         conn.execute(
-            "UPDATE data_sources SET chunk_total = chunk_total - %s, chunk_length_total = chunk_length_total - %s "
-            "WHERE id = %s",
+            "UPDATE data_sources SET chunk_total = chunk_total - %s, chunk_length_total = chunk_length_total - %s, "
+            "stats_version = stats_version + 1 WHERE id = %s",
             (count, length, data_source_id),
         )
     return count

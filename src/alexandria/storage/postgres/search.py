@@ -1,9 +1,11 @@
 """Keyword and vector search on PostgreSQL, with filters compiled to SQL.
 
 Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, IDF = ln((N - n + 0.5)/(n + 0.5))
-floored at 1e-6), over PostgreSQL full text: each chunk's ``tsvector`` (English stemming) gives its term frequencies
-(positions) and its length; N and the total length are kept per data source; each query term's document frequency is
-counted through the GIN index. ``ts_rank_cd`` is not BM25 and ranks worse. Vector: pgvector HNSW over half-precision
+floored at 1e-6), over PostgreSQL full text: each chunk's ``tsvector`` (English stemming) finds the candidates
+through a GIN index; its ``tf`` (lexeme -> frequency, jsonb) and ``length`` give the term frequencies and document
+length; N and the total length are kept per data source; each query term's document frequency is counted through
+the GIN index and cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
+Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
 """
@@ -83,16 +85,29 @@ class PgSearch:
         ).fetchall()
         return [str(r[0]) for r in found]
 
-    def _doc_freqs(self, conn: psycopg.Connection, ds: DataSource, lexemes: Sequence[str]) -> list[int]:
-        return [
-            int(
-                conn.execute(
-                    "SELECT count(*) FROM chunks WHERE data_source_id = %s AND tsv @@ %s::tsquery",
-                    (ds.id, _lexeme_query([lex])),
-                ).fetchone()[0]  # type: ignore[index]
-            )
-            for lex in lexemes
-        ]
+    def _stats(self, conn: psycopg.Connection, ds: DataSource) -> tuple[int, int, int]:
+        """``(chunk_total, chunk_length_total, stats_version)`` of the data source."""
+        row = conn.execute(
+            "SELECT chunk_total, chunk_length_total, stats_version FROM data_sources WHERE id = %s", (ds.id,)
+        ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+    def _doc_freqs(self, conn: psycopg.Connection, ds: DataSource, version: int, lexemes: Sequence[str]) -> list[int]:
+        """How many of the data source's chunks hold each lexeme: the missing ones counted in one pass over the
+        chunks holding any of them (GIN index), then cached until the data source's chunks change."""
+        cache: dict[tuple[int, int, str], int] = self.__dict__.setdefault("_df_cache", {})
+        missing = [lex for lex in lexemes if (int(ds.id), version, lex) not in cache]
+        if missing:
+            if len(cache) > 200_000:
+                cache.clear()
+            counts = ", ".join("count(*) FILTER (WHERE tsv @@ %s::tsquery)" for _ in missing)
+            row = conn.execute(
+                f"SELECT {counts} FROM chunks WHERE data_source_id = %s AND tsv @@ %s::tsquery",
+                (*(_lexeme_query([lex]) for lex in missing), ds.id, _lexeme_query(missing)),
+            ).fetchone()
+            for lex, n in zip(missing, row or [0] * len(missing), strict=True):
+                cache[(int(ds.id), version, lex)] = int(n)
+        return [cache[(int(ds.id), version, lex)] for lex in lexemes]
 
     def keyword_search(self, ds: DataSource, query: str, filters: FilterSet, k: int) -> list[ScoredId]:
         if k <= 0:
@@ -101,28 +116,26 @@ class PgSearch:
             lexemes = self._lexemes(conn, query)
             if not lexemes:
                 return []
-            stats = conn.execute(
-                "SELECT chunk_total, chunk_length_total FROM data_sources WHERE id = %s", (ds.id,)
-            ).fetchone()
-            total, length_total = (int(stats[0]), int(stats[1])) if stats else (0, 0)
+            total, length_total, version = self._stats(conn, ds)
             if total == 0:
                 return []
             avgdl = max(length_total / total, 1e-9)
-            freqs = self._doc_freqs(conn, ds, lexemes)
-            idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
-            params: list[object] = [list(lexemes), list(lexemes), idfs, ds.id, _lexeme_query(lexemes)]
+            freqs = self._doc_freqs(conn, ds, version, lexemes)
+            params: list[object] = []
+            terms: list[str] = []
+            k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
+            norm = f"({k1!r} * (1 - {b!r} + {b!r} * c.length / {avgdl!r}))"
+            for lex, n in zip(lexemes, freqs, strict=True):
+                idf = max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6)
+                terms.append(f"coalesce(%s * (c.tf->>%s)::float8 * {k1 + 1!r} / ((c.tf->>%s)::float8 + {norm}), 0)")
+                params += [idf, lex, lex]
+            params += [ds.id, _lexeme_query(lexemes)]
             where = compile_filters(filters, params)
             join = "JOIN documents d ON d.id = c.document_pk" if not filters.is_empty() else ""
             params.append(k)
-            k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
-            score = f"sum(w.idf * (t.tf * {k1 + 1!r}) / (t.tf + {k1!r} * (1 - {b!r} + {b!r} * c.length / {avgdl!r})))"
             found = conn.execute(
-                f"SELECT c.id, {score} AS score FROM chunks c {join} "
-                "CROSS JOIN LATERAL (SELECT u.lexeme, coalesce(array_length(u.positions, 1), 1) AS tf "
-                "FROM unnest(c.tsv) u WHERE u.lexeme = ANY(%s::text[])) t "
-                "JOIN unnest(%s::text[], %s::float8[]) AS w(lexeme, idf) ON w.lexeme = t.lexeme "
-                f"WHERE c.data_source_id = %s AND c.tsv @@ %s::tsquery AND {where} "
-                "GROUP BY c.id ORDER BY score DESC, c.id LIMIT %s",
+                f"SELECT c.id, {' + '.join(terms)} AS score FROM chunks c {join} "
+                f"WHERE c.data_source_id = %s AND c.tsv @@ %s::tsquery AND {where} ORDER BY score DESC, c.id LIMIT %s",
                 tuple(params),
             ).fetchall()
         return [ScoredId(int(r[0]), float(r[1])) for r in found]
@@ -132,9 +145,8 @@ class PgSearch:
             lexemes = self._lexemes(conn, query)
             if not lexemes:
                 return 0.0
-            row = conn.execute("SELECT chunk_total FROM data_sources WHERE id = %s", (ds.id,)).fetchone()
-            total = int(row[0]) if row else 0
-            return bm25_bound(total, self._doc_freqs(conn, ds, lexemes))
+            total, _, version = self._stats(conn, ds)
+            return bm25_bound(total, self._doc_freqs(conn, ds, version, lexemes))
 
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:
@@ -167,8 +179,8 @@ class PgSearch:
                         (query, *params, query, k),
                     ).fetchall()
                     return [ScoredId(int(r[0]), float(r[1])) for r in found]
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.hnsw_ef_search), k)}")
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            ef = max(int(self.hnsw_ef_search), k)
+            conn.execute(f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order")
             # ds id and dim are literals: the planner must match the data source's partial HNSW index
             found = conn.execute(
                 f"SELECT c.id, 1 - (c.embedding <=> %s) AS s FROM chunks c {join} "

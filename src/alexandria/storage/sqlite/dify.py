@@ -627,7 +627,7 @@ class SqliteDify:
         cur = self.db.read().execute(
             "SELECT f.id, f.uuid, f.data_source_id, f.name, f.type, f.created_at, "
             "(SELECT count(*) FROM documents d WHERE d.data_source_id = f.data_source_id "
-            "AND json_type(d.doc_metadata, '$.\"' || replace(f.name, '\"', '\"\"') || '\"') IS NOT NULL) "
+            "AND EXISTS (SELECT 1 FROM json_each(d.doc_metadata) j WHERE j.key = f.name)) "
             "FROM metadata_fields f WHERE f.data_source_id = ? ORDER BY f.id",
             (ds.id,),
         )

@@ -44,6 +44,7 @@ CREATE TABLE data_sources (
   -- BM25 statistics of the data source's chunks (kept in step by every chunk write)
   chunk_total BIGINT NOT NULL DEFAULT 0,
   chunk_length_total BIGINT NOT NULL DEFAULT 0,
+  stats_version BIGINT NOT NULL DEFAULT 0,   -- bumped by every chunk write (keys cached document frequencies)
   UNIQUE (workspace_id, name)
 );
 
@@ -95,8 +96,8 @@ CREATE TABLE document_parents (
 );
 CREATE INDEX document_parents_by_doc ON document_parents(document_pk);
 
--- Chunks: the search index. `tsv` feeds BM25 (term frequencies from its positions), `length` is its number of
--- lexeme occurrences (BM25's document length).
+-- Chunks: the search index. `tsv` finds BM25's candidates (GIN), `tf` holds each lexeme's frequency (BM25 reads
+-- it by key: no unnesting at query time), `length` is the number of lexeme occurrences (BM25's document length).
 CREATE TABLE chunks (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   data_source_id BIGINT NOT NULL REFERENCES data_sources(id) ON DELETE CASCADE,
@@ -107,6 +108,7 @@ CREATE TABLE chunks (
   token_count INTEGER NOT NULL,
   embedding vector NOT NULL,
   tsv tsvector NOT NULL,
+  tf JSONB NOT NULL DEFAULT '{}',
   length INTEGER NOT NULL,
   segment_pk BIGINT,
   child_pk BIGINT
@@ -333,12 +335,13 @@ END
 $$;
 DO $$
 BEGIN
-  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    EXECUTE 'GRANT alexandria_sql TO ' || quote_ident(current_user);
-  END IF;
   EXECUTE 'GRANT TEMPORARY ON DATABASE ' || quote_ident(current_database()) || ' TO alexandria_sql';
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE 'GRANT alexandria_sql TO ' || quote_ident(current_user);  -- to SET ROLE to it
+  END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE WARNING USING MESSAGE = 'alexandria_sql: ' || SQLERRM;  -- SQL over tables then refuses to run
 END
 $$;
-REVOKE ALL ON SCHEMA public FROM alexandria_sql;
 REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO pg_database_owner;
