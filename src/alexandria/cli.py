@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from alexandria import cli_spaces
+from alexandria import cli_spaces, transfer
 from alexandria.cli_common import data_dir_option, err, fail, open_core, progress, settings_for
 from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import Role, SearchMode
@@ -350,6 +350,7 @@ def eval_command(
 
 
 cli_spaces.register(main, keys)  # the spaces, groups, views and key management commands
+transfer.register(main)  # export and import (moving a workspace between stores)
 
 if __name__ == "__main__":
     main()

@@ -600,7 +600,6 @@ def test_defence_in_depth_without_the_cursor(core: Core, table: DataSource) -> N
         "CREATE TEMP TABLE evil (a int)": psycopg.errors.ReadOnlySqlTransaction,
         "SELECT * FROM public.api_keys": psycopg.errors.InsufficientPrivilege,
         "SELECT set_config('role', 'none', true)": psycopg.errors.InsufficientPrivilege,
-        "SET ROLE postgres": psycopg.errors.InsufficientPrivilege,
         "SET statement_timeout = 0": None,  # allowed as a statement (USERSET), but no statement gets this far
         "SET temp_file_limit = -1": psycopg.errors.InsufficientPrivilege,
         "SELECT pg_read_file('/etc/passwd')": psycopg.errors.InsufficientPrivilege,
@@ -612,6 +611,15 @@ def test_defence_in_depth_without_the_cursor(core: Core, table: DataSource) -> N
 
     sandbox = engine._setup(entry, QueryLimits(timeout_ms=limits.sql_timeout_ms, max_rows=10))
     with entry.lock:
+        # what the cursor is for: as *statements*, SET ROLE and RESET ROLE switch back to the session's user (a
+        # superuser here), since PostgreSQL checks the session user's memberships, not the current user's
+        for statement in ("SET ROLE postgres", "RESET ROLE", "SET SESSION AUTHORIZATION postgres"):
+            with entry.conn.transaction(force_rollback=True):
+                entry.conn.execute(sandbox)
+                entry.conn.execute(statement)
+                assert entry.conn.execute("SELECT current_user").fetchone() == ("postgres",)
+            # ...which the query path never lets run
+            assert refused(core, table, statement) == READ_ONLY + "SET is not allowed." or statement == "RESET ROLE"
         for sql, error in attempts.items():
             with entry.conn.transaction(force_rollback=True):
                 entry.conn.execute(sandbox)

@@ -152,21 +152,18 @@ def write_document_row(
 def insert_chunks(
     conn: psycopg.Connection, data_source_id: int, document_pk: int, chunks: Sequence[ChunkWrite], vecs: Vectors
 ) -> list[int]:
-    """Insert a document's chunks in one statement (text; BM25 terms, term frequencies and length; embedding) and
-    add them to the data source's BM25 statistics; returns their ids in order."""
+    """Insert a document's chunks in one statement (text, length in lexemes, embedding), then their keyword
+    postings, and add them to the data source's BM25 statistics; returns their ids in order."""
     if not chunks:
         return []
     found = conn.execute(
-        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, tsv, tf, "
-        "length, segment_pk, child_pk) "
-        "SELECT %s, %s, u.off, u.txt, u.h, u.tok, u.emb, v.tsv, "
-        "coalesce((SELECT jsonb_object_agg(t.lexeme, coalesce(array_length(t.positions, 1), 1)) "
-        "FROM unnest(v.tsv) t), '{}'), "
-        "(SELECT coalesce(sum(coalesce(array_length(t.positions, 1), 1)), 0) FROM unnest(v.tsv) t), u.seg, u.child "
+        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, length, "
+        "segment_pk, child_pk) "
+        "SELECT %s, %s, u.off, u.txt, u.h, u.tok, u.emb, "
+        f"(SELECT coalesce(sum(coalesce(array_length(t.positions, 1), 1)), 0) "
+        f"FROM unnest(to_tsvector('{TS_CONFIG}', u.txt)) t), u.seg, u.child "
         "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::vector[], %s::bigint[], %s::bigint[]) "
-        "WITH ORDINALITY AS u(off, txt, h, tok, emb, seg, child, n) "
-        f"CROSS JOIN LATERAL (SELECT to_tsvector('{TS_CONFIG}', u.txt) AS tsv) v ORDER BY u.n "
-        "RETURNING id, length, chunk_offset",
+        "WITH ORDINALITY AS u(off, txt, h, tok, emb, seg, child, n) ORDER BY u.n RETURNING id, length, chunk_offset",
         (
             data_source_id,
             document_pk,
@@ -181,6 +178,12 @@ def insert_chunks(
     ).fetchall()
     by_offset = {int(r[2]): int(r[0]) for r in found}
     ids = [by_offset[c.offset] for c in chunks] if len(by_offset) == len(found) else [int(r[0]) for r in found]
+    conn.execute(
+        "INSERT INTO chunk_terms (data_source_id, lexeme, chunk_id, tf, length) "
+        "SELECT c.data_source_id, t.lexeme, c.id, coalesce(array_length(t.positions, 1), 1), c.length "
+        f"FROM chunks c CROSS JOIN LATERAL unnest(to_tsvector('{TS_CONFIG}', c.text)) t WHERE c.id = ANY(%s)",
+        (ids,),
+    )
     conn.execute(
         "UPDATE data_sources SET chunk_total = chunk_total + %s, chunk_length_total = chunk_length_total + %s, "
         "stats_version = stats_version + 1 WHERE id = %s",

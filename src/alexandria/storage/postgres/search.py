@@ -1,10 +1,10 @@
 """Keyword and vector search on PostgreSQL, with filters compiled to SQL.
 
 Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, IDF = ln((N - n + 0.5)/(n + 0.5))
-floored at 1e-6), over PostgreSQL full text: each chunk's ``tsvector`` (English stemming) finds the candidates
-through a GIN index; its ``tf`` (lexeme -> frequency, jsonb) and ``length`` give the term frequencies and document
-length; N and the total length are kept per data source; each query term's document frequency is counted through
-the GIN index and cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
+floored at 1e-6), over PostgreSQL full text (English stemming): a posting table (lexeme, chunk, term frequency, chunk
+length) whose covering index holds everything BM25 reads, so a query touches only its terms' postings, like an
+inverted index; N and the total length are kept per data source; a term's document frequency is its number of
+postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
@@ -64,11 +64,6 @@ def compile_filters(filters: FilterSet, params: list[object]) -> str:
     return " AND ".join(conds) if conds else "TRUE"
 
 
-def _lexeme_query(lexemes: Sequence[str]) -> str:
-    """A tsquery OR-ing already normalised lexemes (quoted, so nothing is parsed or stemmed again)."""
-    return " | ".join("'" + lex.replace("\\", "\\\\").replace("'", "''") + "'" for lex in lexemes)
-
-
 class PgSearch:
     """Search half of :class:`PostgresStore`."""
 
@@ -93,20 +88,22 @@ class PgSearch:
         return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
     def _doc_freqs(self, conn: psycopg.Connection, ds: DataSource, version: int, lexemes: Sequence[str]) -> list[int]:
-        """How many of the data source's chunks hold each lexeme: the missing ones counted in one pass over the
-        chunks holding any of them (GIN index), then cached until the data source's chunks change."""
+        """How many of the data source's chunks hold each lexeme (its postings, counted from the covering index),
+        cached until the data source's chunks change."""
         cache: dict[tuple[int, int, str], int] = self.__dict__.setdefault("_df_cache", {})
         missing = [lex for lex in lexemes if (int(ds.id), version, lex) not in cache]
         if missing:
             if len(cache) > 200_000:
                 cache.clear()
-            counts = ", ".join("count(*) FILTER (WHERE tsv @@ %s::tsquery)" for _ in missing)
-            row = conn.execute(
-                f"SELECT {counts} FROM chunks WHERE data_source_id = %s AND tsv @@ %s::tsquery",
-                (*(_lexeme_query([lex]) for lex in missing), ds.id, _lexeme_query(missing)),
-            ).fetchone()
-            for lex, n in zip(missing, row or [0] * len(missing), strict=True):
-                cache[(int(ds.id), version, lex)] = int(n)
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    "SELECT lexeme, count(*) FROM chunk_terms WHERE data_source_id = %s AND lexeme = ANY(%s) "
+                    "GROUP BY lexeme",
+                    (ds.id, missing),
+                ).fetchall()
+            )
+            for lex in missing:
+                cache[(int(ds.id), version, lex)] = int(counts.get(lex, 0))
         return [cache[(int(ds.id), version, lex)] for lex in lexemes]
 
     def keyword_search(self, ds: DataSource, query: str, filters: FilterSet, k: int) -> list[ScoredId]:
@@ -121,21 +118,21 @@ class PgSearch:
                 return []
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
-            params: list[object] = []
-            terms: list[str] = []
+            idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
             k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
-            norm = f"({k1!r} * (1 - {b!r} + {b!r} * c.length / {avgdl!r}))"
-            for lex, n in zip(lexemes, freqs, strict=True):
-                idf = max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6)
-                terms.append(f"coalesce(%s * (c.tf->>%s)::float8 * {k1 + 1!r} / ((c.tf->>%s)::float8 + {norm}), 0)")
-                params += [idf, lex, lex]
-            params += [ds.id, _lexeme_query(lexemes)]
-            where = compile_filters(filters, params)
-            join = "JOIN documents d ON d.id = c.document_pk" if not filters.is_empty() else ""
+            score = f"sum(w.idf * p.tf * {k1 + 1!r} / (p.tf + {k1!r} * (1 - {b!r} + {b!r} * p.length / {avgdl!r})))"
+            params: list[object] = [list(lexemes), idfs, ds.id]
+            join = ""
+            where = "TRUE"
+            if not filters.is_empty():
+                join = "JOIN chunks c ON c.id = p.chunk_id JOIN documents d ON d.id = c.document_pk"
+                where = compile_filters(filters, params)
             params.append(k)
             found = conn.execute(
-                f"SELECT c.id, {' + '.join(terms)} AS score FROM chunks c {join} "
-                f"WHERE c.data_source_id = %s AND c.tsv @@ %s::tsquery AND {where} ORDER BY score DESC, c.id LIMIT %s",
+                f"SELECT p.chunk_id, {score} AS score FROM chunk_terms p "
+                "JOIN unnest(%s::text[], %s::float8[]) AS w(lexeme, idf) ON w.lexeme = p.lexeme "
+                f"{join} WHERE p.data_source_id = %s AND {where} "
+                "GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT %s",
                 tuple(params),
             ).fetchall()
         return [ScoredId(int(r[0]), float(r[1])) for r in found]

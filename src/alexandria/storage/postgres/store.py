@@ -11,9 +11,10 @@ from alexandria.storage.postgres.jobs import PgJobs
 from alexandria.storage.postgres.search import PgSearch
 from alexandria.storage.postgres.spaces import PgSpaces
 from alexandria.storage.postgres.tables import PgTables
+from alexandria.storage.postgres.transfer import PgTransfer
 
 
-class PostgresStore(PgTables, PgCore, PgSearch, PgSpaces, PgDify, PgJobs):
+class PostgresStore(PgTables, PgCore, PgSearch, PgSpaces, PgDify, PgJobs, PgTransfer):
     def __init__(self, url: str, settings: Settings) -> None:
         self.db = PgDatabase(url)
         self.exact_max = settings.exact_search_max_candidates

@@ -23,6 +23,7 @@ from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
 from alexandria.storage.sqlite.search import SqliteSearch
 from alexandria.storage.sqlite.spaces import SqliteSpaces, ensure_global_group, insert_view
 from alexandria.storage.sqlite.tables import SqliteTables
+from alexandria.storage.sqlite.transfer import SqliteTransfer
 from alexandria.storage.sqlite.vectors import HnswParams, VectorIndexes, vectors_from_blobs
 
 
@@ -36,7 +37,7 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
     return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
-class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDify):
+class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDify, SqliteTransfer):
     def __init__(self, path: Path, settings: Settings) -> None:
         self.db = Database(path)
         self.vectors = VectorIndexes(

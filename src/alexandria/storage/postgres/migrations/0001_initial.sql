@@ -96,8 +96,7 @@ CREATE TABLE document_parents (
 );
 CREATE INDEX document_parents_by_doc ON document_parents(document_pk);
 
--- Chunks: the search index. `tsv` finds BM25's candidates (GIN), `tf` holds each lexeme's frequency (BM25 reads
--- it by key: no unnesting at query time), `length` is the number of lexeme occurrences (BM25's document length).
+-- Chunks: the search index. `length` is the chunk's number of lexeme occurrences (BM25's document length).
 CREATE TABLE chunks (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   data_source_id BIGINT NOT NULL REFERENCES data_sources(id) ON DELETE CASCADE,
@@ -107,16 +106,26 @@ CREATE TABLE chunks (
   hash TEXT NOT NULL,
   token_count INTEGER NOT NULL,
   embedding vector NOT NULL,
-  tsv tsvector NOT NULL,
-  tf JSONB NOT NULL DEFAULT '{}',
   length INTEGER NOT NULL,
   segment_pk BIGINT,
   child_pk BIGINT
 );
 CREATE INDEX chunks_by_document ON chunks(document_pk, chunk_offset);
 CREATE INDEX chunks_by_data_source ON chunks(data_source_id);
-CREATE INDEX chunks_tsv ON chunks USING gin (data_source_id, tsv);
 CREATE INDEX chunks_by_segment ON chunks(segment_pk) WHERE segment_pk IS NOT NULL;
+
+-- The keyword index: one posting per (lexeme, chunk) with the lexeme's frequency in the chunk and the chunk's
+-- length (English stemming, PostgreSQL full text). BM25 reads only the query terms' postings, from the covering
+-- index (no chunk row is touched); a term's document frequency is its number of postings.
+CREATE TABLE chunk_terms (
+  data_source_id BIGINT NOT NULL REFERENCES data_sources(id) ON DELETE CASCADE,
+  lexeme TEXT NOT NULL,
+  chunk_id BIGINT NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+  tf INTEGER NOT NULL,
+  length INTEGER NOT NULL
+);
+CREATE INDEX chunk_terms_postings ON chunk_terms(data_source_id, lexeme) INCLUDE (chunk_id, tf, length);
+CREATE INDEX chunk_terms_by_chunk ON chunk_terms(chunk_id);
 
 CREATE TABLE api_keys (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
