@@ -264,7 +264,7 @@ def _documents(session: ExportSession, ws_id: int) -> Iterator[tuple[str, Row]]:
     """Each document followed by its segments, child chunks and chunks (read for ranges of documents)."""
     spec = SPEC["documents"]
     sql = (
-        f"SELECT {spec.key}, {spec.cols} {spec.source} AND {spec.key} > ? ORDER BY {spec.key} LIMIT ?"
+        f"SELECT {spec.key}, {spec.cols} {spec.source} AND {spec.key} >= ? ORDER BY {spec.key} LIMIT ?"
     )  # fmt: skip
     chunk_count_at = spec.fields.index("chunk_count") + 1
     last = -1
@@ -700,9 +700,13 @@ def read_export(inp: IO[str]) -> tuple[ExportHeader, Iterator[tuple[str, Row]]]:
         raise InvalidRequest("not an Alexandria export (no alexandria-export header line)")
     if head.get("version") != VERSION:
         raise InvalidRequest(f"unsupported export version {head.get('version')!r} (this version reads {VERSION})")
-    counts = head.get("counts") or {}
-    header = ExportHeader(str(head.get("workspace")), str(head.get("source")), int(head.get("exported_at") or 0),
-                          {str(k): int(v) for k, v in counts.items()})  # fmt: skip
+    try:
+        counts = {str(k): int(v) for k, v in dict(head.get("counts") or {}).items()}
+        header = ExportHeader(
+            str(head["workspace"]), str(head.get("source")), int(head.get("exported_at") or 0), counts
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"malformed export header ({type(exc).__name__}: {exc})") from exc
 
     def rows() -> Iterator[tuple[str, Row]]:
         seen: dict[str, int] = {}
@@ -717,7 +721,10 @@ def read_export(inp: IO[str]) -> tuple[ExportHeader, Iterator[tuple[str, Row]]]:
             except json.JSONDecodeError as exc:
                 raise InvalidRequest(f"malformed export: line {number} is not JSON ({exc.msg})") from exc
             if isinstance(obj, dict) and isinstance(obj.get("end"), dict):
-                ended = {str(k): int(v) for k, v in (obj["end"].get("counts") or {}).items()}
+                try:
+                    ended = {str(k): int(v) for k, v in dict(obj["end"].get("counts") or {}).items()}
+                except (TypeError, ValueError) as exc:
+                    raise InvalidRequest(f"malformed export: bad end line ({exc})") from exc
                 continue
             if not (isinstance(obj, dict) and isinstance(obj.get("t"), str) and isinstance(obj.get("r"), dict)):
                 raise InvalidRequest(f"malformed export: line {number} is not a row")
@@ -786,12 +793,12 @@ def import_workspace(
 # --- the CLI ----------------------------------------------------------------------------------------------------
 
 
-def _open_text(path: str, write: bool) -> io.TextIOWrapper:
-    """The export file as text: ``-`` is stdout or stdin, a ``.gz`` name is gzip-compressed."""
+def _open_text(path: str, write: bool, gz: bool) -> io.TextIOWrapper:
+    """The export file as text: ``-`` is stdout or stdin; ``gz``: gzip-compressed."""
     if path == "-":
         return io.TextIOWrapper(sys.stdout.buffer if write else sys.stdin.buffer, encoding="utf-8")
     mode = "wb" if write else "rb"
-    if path.endswith(".gz"):
+    if gz:
         return io.TextIOWrapper(gzip.GzipFile(path, mode), encoding="utf-8")
     return io.TextIOWrapper(open(path, mode), encoding="utf-8")
 
@@ -820,7 +827,7 @@ def register(main: click.Group) -> None:
         except AlexandriaError as exc:
             fail(exc.message)
         try:
-            out = _open_text("-" if output == "-" else str(partial), write=True)
+            out = _open_text("-" if output == "-" else str(partial), write=True, gz=output.endswith(".gz"))
             try:
                 with progress() as bar:
                     task = bar.add_task("exporting", total=None)
@@ -862,7 +869,7 @@ def register(main: click.Group) -> None:
         except AlexandriaError as exc:
             fail(exc.message)
         try:
-            inp = _open_text(input_path, write=False)
+            inp = _open_text(input_path, write=False, gz=input_path.endswith(".gz"))
             try:
                 with progress() as bar:
                     task = bar.add_task("importing", total=None)
@@ -877,7 +884,7 @@ def register(main: click.Group) -> None:
                     inp.detach()
                 else:
                     inp.close()
-        except (AlexandriaError, OSError, EOFError) as exc:
+        except (AlexandriaError, OSError, EOFError, UnicodeDecodeError) as exc:
             fail(exc.message if isinstance(exc, AlexandriaError) else f"cannot read {input_path}: {exc}")
         finally:
             store.close()

@@ -1,5 +1,6 @@
-"""Tables end to end: a real `alexandria serve` process over HTTP on loopback, SQLite on disk. Create a table, upsert
-rows, upload a CSV, run an SQL aggregate over both, delete."""
+"""Tables end to end: a real `alexandria serve` process over HTTP on loopback, on each backend (SQLite on disk, and an
+embedded PostgreSQL through ``ALEXANDRIA_DATABASE_URL``). Create a table, upsert rows, upload a CSV, run an SQL
+aggregate over both, delete."""
 
 from __future__ import annotations
 
@@ -7,19 +8,30 @@ import os
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 
+from tests.conftest import BACKENDS
 from tests.live import live_server, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
+    backend = str(request.param)
+    if backend not in str(request.config.getoption("backends")).split(","):
+        pytest.skip(f"backend {backend} not selected (--backends)")
     data = tmp_path_factory.mktemp("e2e_tables") / "data"
     env = {**os.environ, "ALEXANDRIA_EMBEDDER_THREADS": "1"}
+    env.pop("ALEXANDRIA_DATABASE_URL", None)
+    if backend == "postgres":
+        env["ALEXANDRIA_DATABASE_URL"] = request.getfixturevalue("pg_server").create_database("e2e_tables")
     key = run_cli("keys", "create", "--data-dir", str(data), "--workspace", "acme", env=env)
     ds = run_cli("datasources", "create", "--data-dir", str(data), "--workspace", "acme", "sheets", env=env)
+    if backend == "postgres":  # the CLI and the server really use the database
+        with psycopg.connect(env["ALEXANDRIA_DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT count(*) FROM data_sources WHERE sid = %s", (ds,)).fetchone() == (1,)
     with live_server(data, env) as live:
         yield live.base, key, ds
 
@@ -52,9 +64,9 @@ def test_tables_rows_csv_sql_delete_over_http(server: tuple[str, str, str]) -> N
         assert uploaded.status_code == 200, uploaded.text
         assert [c["name"] for c in uploaded.json()["table"]["schema"]] == ["region", "target"]
 
-        sql = (
+        sql = (  # portable: the same rows on SQLite and PostgreSQL (booleans come back as 1/0 on both)
             "SELECT o.region, sum(o.amount) AS total, t.target, sum(o.amount) >= t.target AS met FROM orders o "
-            "JOIN targets t ON t.region = o.region GROUP BY o.region ORDER BY o.region"
+            "JOIN targets t ON t.region = o.region GROUP BY o.region, t.target ORDER BY o.region"
         )
         tables = [{"data_source_id": ds, "table_id": "o"}, {"data_source_id": ds, "table_id": "t"}]
         result = http.post("/api/v1/w/acme/query_tables", json={"query": sql, "tables": tables})

@@ -19,10 +19,11 @@ server), so each query runs in a transaction that is rolled back afterwards, set
   ``search_path = pg_temp, pg_catalog`` and ``transaction_read_only`` are set for the transaction, then ``SET LOCAL
   ROLE alexandria_sql``: a role that cannot log in, holds no privilege on any table of the database, cannot read
   files (``pg_read_file``, ``lo_import``, ``COPY ... TO PROGRAM`` need privileges it lacks), and cannot call
-  ``set_config`` (revoked from PUBLIC by the migration). The last point is what makes ``SET ROLE`` a boundary: with
-  ``set_config`` a SELECT could run ``set_config('role', 'none', true)`` and then, in the same statement, SQL through
-  ``ts_stat('...')`` as the session user. The other ways back (``RESET ROLE``, ``SET SESSION AUTHORIZATION``, ``DO``
-  blocks) are statements, which the next point refuses before they run;
+  ``set_config`` (revoked from PUBLIC by the migration). ``SET ROLE`` alone is no boundary: PostgreSQL checks the
+  *session* user's memberships, so as statements ``SET ROLE postgres``, ``RESET ROLE`` or ``SET SESSION
+  AUTHORIZATION`` (or a ``DO`` block running them) switch back; and within a SELECT, ``set_config('role', 'none',
+  true)`` does the same, after which ``ts_stat('<any SQL>')`` runs SQL as the session user. The revoke closes the
+  second way; the next point, the first;
 - the client's text is sent only as ``DECLARE ... CURSOR FOR <query>`` over the extended protocol: a single statement
   (``Query must contain a single statement``), and one that PostgreSQL's grammar accepts only for ``SELECT``,
   ``VALUES``, ``TABLE`` and ``WITH`` without data-modifying parts: ``DO``, ``SET``, ``RESET``, ``COPY``, DDL, DML,
@@ -30,8 +31,9 @@ server), so each query runs in a transaction that is rolled back afterwards, set
 - rows are fetched from the cursor one at a time (``max_rows + 1`` at most: ``too_many_result_rows``), stopping at
   ``max_result_bytes`` of result text; session advisory locks the query may have taken are released afterwards.
 
-Before the first query an engine checks that the role is locked down as described (no privilege on any relation, no
-``set_config``, no membership, no ``SECURITY DEFINER`` function it could call) and refuses to run queries otherwise.
+Before using a new connection, the engine checks that the role is locked down as described (no privilege on any
+relation, no ``set_config``, no membership, no ``SECURITY DEFINER`` function it could call) and refuses to run queries
+otherwise.
 
 Results match SQLite's: booleans come back as ``1``/``0``, ``numeric`` as an integer when it has no fractional digits
 (``sum`` of integers) and as a float otherwise (``avg``), timestamps as ``'YYYY-MM-DD HH:MM:SS'``, non-finite
@@ -167,7 +169,6 @@ class PgQueryEngine:
         self._cache: OrderedDict[CacheKey, _Database] = OrderedDict()
         self._lock = threading.Lock()  # guards the cache
         self._build_lock = threading.Lock()  # one build at a time (builds of the same tables would be duplicates)
-        self._checked = False
 
     def close(self) -> None:
         with self._lock:
@@ -257,8 +258,7 @@ class PgQueryEngine:
         return problems
 
     def _check(self, conn: psycopg.Connection) -> None:
-        if self._checked:
-            return
+        """Refuse to go on unless the role is locked down (checked on every new connection: a few ms)."""
         problems = self.sandbox_problems(conn)
         if problems:
             raise _fail(
@@ -267,7 +267,6 @@ class PgQueryEngine:
                 + "; ".join(problems)
                 + "). Apply the PostgreSQL migrations as a superuser.",
             )
-        self._checked = True
 
     # --- build ---------------------------------------------------------------------------------------------------
     def _build(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, _Database]:
@@ -352,6 +351,7 @@ class PgQueryEngine:
 
     # --- query ---------------------------------------------------------------------------------------------------
     def query(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
+        retried = False
         while True:
             entry = self.database(tables, limits.cached_databases)
             with entry.lock:
@@ -360,9 +360,12 @@ class PgQueryEngine:
                     continue
                 try:
                     rows = self._run(entry, query, limits)
-                except psycopg.Error as exc:  # the connection is gone (server restart…): rebuild next time
+                except psycopg.Error as exc:  # the connection is gone (server restart, idle timeout…): rebuild once
                     self._drop(entry)
-                    raise StorageError(f"PostgreSQL error: {exc}") from exc
+                    if retried:
+                        raise StorageError(f"PostgreSQL error: {exc}") from exc
+                    retried = True
+                    continue
                 finally:
                     if entry.retired:  # evicted while running: retire() left the closing to us
                         entry.conn.close()
@@ -397,13 +400,19 @@ class PgQueryEngine:
     def _run(self, entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
         conn = entry.conn
         prefix = f"DECLARE {CURSOR} NO SCROLL CURSOR FOR "
+        if "\x00" in query:  # libpq would cut the text there
+            raise _fail("query_execution_error", "Query execution error: the query contains a null character")
+        try:
+            text = (prefix + query).encode()
+        except UnicodeEncodeError as exc:
+            raise _fail("query_execution_error", f"Query execution error: {exc.reason}") from exc
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(self._setup(entry, limits))
                 cur = conn.cursor()
                 # binary=True makes psycopg use the extended protocol, which refuses more than one statement (the
                 # simple protocol, used for a query without parameters, would run them all)
-                cur.execute((prefix + query).encode(), binary=True)
+                cur.execute(text, binary=True)
                 return _fetch(cur, limits)
         except QueryFailed:
             raise

@@ -109,5 +109,5 @@ class PgTransfer:
             raise AlreadyExists(
                 f"the target store already holds an object of this workspace ({detail})", code="already_exists"
             ) from exc
-        except psycopg.errors.IntegrityError as exc:
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
             raise InvalidRequest(f"malformed export: {exc}") from exc
