@@ -244,15 +244,19 @@ def export_rows(session: ExportSession, workspace_sid: str) -> Iterator[tuple[st
             yield from _paged(session, spec, ws_id)
 
 
+def _page_sql(spec: _Spec) -> str:
+    """The next page of a table's rows after a key (keyset paging: the key first, then the fields)."""
+    return f"SELECT {spec.key}, {spec.cols} {spec.source} AND {spec.key} > ? ORDER BY {spec.key} LIMIT ?"
+
+
 def _paged(session: ExportSession, spec: _Spec, ws_id: int) -> Iterator[tuple[str, Row]]:
     if not spec.key:
         for values in session.query(f"SELECT {spec.cols} {spec.source} ORDER BY {spec.order}", (ws_id,)):
             yield spec.table, _row(spec, values)
         return
     last = -1
-    sql = f"SELECT {spec.key}, {spec.cols} {spec.source} AND {spec.key} > ? ORDER BY {spec.key} LIMIT ?"
     while True:
-        page = session.query(sql, (ws_id, last, spec.page))
+        page = session.query(_page_sql(spec), (ws_id, last, spec.page))
         for values in page:
             yield spec.table, _row(spec, values[1:])
         if len(page) < spec.page:
@@ -263,13 +267,10 @@ def _paged(session: ExportSession, spec: _Spec, ws_id: int) -> Iterator[tuple[st
 def _documents(session: ExportSession, ws_id: int) -> Iterator[tuple[str, Row]]:
     """Each document followed by its segments, child chunks and chunks (read for ranges of documents)."""
     spec = SPEC["documents"]
-    sql = (
-        f"SELECT {spec.key}, {spec.cols} {spec.source} AND {spec.key} >= ? ORDER BY {spec.key} LIMIT ?"
-    )  # fmt: skip
     chunk_count_at = spec.fields.index("chunk_count") + 1
     last = -1
     while True:
-        page = session.query(sql, (ws_id, last, spec.page))
+        page = session.query(_page_sql(spec), (ws_id, last, spec.page))
         group: list[Sequence[Any]] = []
         budget = 0
         for values in page:
