@@ -2,7 +2,6 @@
 -- script. Times are epoch milliseconds (BIGINT); JSON is jsonb; vectors are pgvector `vector`s (one dimension per
 -- data source, indexed by a partial HNSW index per data source over `embedding::halfvec(dim)`, created with it).
 CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION IF NOT EXISTS btree_gin;
 
 CREATE TABLE workspaces (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
