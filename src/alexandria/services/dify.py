@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from alexandria.config import Settings
 from alexandria.domain.jobs import Job
@@ -215,7 +218,6 @@ class DifyService:
             doc_form = doc_form or dify.get("doc_form") or "text_model"
         elif doc_form not in DOC_FORMS:
             raise invalid("Invalid doc_form.")
-        del by_file
         if doc_form == "qa_model":
             raise invalid(
                 "doc_form qa_model is not supported: it needs an LLM to generate question/answer pairs, and "
@@ -456,8 +458,6 @@ class DifyService:
         return str(section.get("content") or "")
 
     def _embed(self, ds: DataSource, texts: Sequence[str]) -> Vectors:
-        import numpy as np
-
         embedder = self.embedders.get(ds.embedder)
         if not texts:
             return np.zeros((0, ds.dim), dtype=np.float32)
@@ -486,8 +486,6 @@ def _units_of(segments: Sequence[Any]) -> list[str]:
 
 
 def _uuid() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
