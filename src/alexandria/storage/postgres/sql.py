@@ -49,7 +49,6 @@ import re
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,6 +61,7 @@ from psycopg.types.string import TextLoader
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, TableColumn
 from alexandria.errors import StorageError
 from alexandria.storage import rows as rowmap
+from alexandria.storage.query_cache import CachedEngine, CacheKey
 from alexandria.tables.errors import QueryFailed, TableNotFound
 from alexandria.tables.schema import I64_MAX, I64_MIN, SchemaBuilder, from_rows, schema_from_json
 
@@ -93,8 +93,6 @@ _NO_SUCH = (
     (re.compile(r"^function (.*?)\(.*\) does not exist$"), "function"),
 )
 _WORD = re.compile(r"[A-Za-z_]+")
-
-CacheKey = tuple[tuple[int, int, str], ...]
 
 
 def _fail(code: str, message: str) -> QueryFailed:
@@ -160,46 +158,13 @@ class _Database:
                 self.lock.release()
 
 
-class PgQueryEngine:
+class PgQueryEngine(CachedEngine[_Database]):
     """Builds, caches and queries the sandboxed copies of tables of one PostgreSQL database."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         self._prefix = f"alexandria_{secrets.token_hex(8)}_"
-        self._cache: OrderedDict[CacheKey, _Database] = OrderedDict()
-        self._lock = threading.Lock()  # guards the cache
-        self._build_lock = threading.Lock()  # one build at a time (builds of the same tables would be duplicates)
-
-    def close(self) -> None:
-        with self._lock:
-            entries = list(self._cache.values())
-            self._cache.clear()
-        for entry in entries:
-            entry.retire()
-
-    # --- cache ---------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _key(tables: Sequence[QueryTable]) -> CacheKey:
-        return tuple(sorted((t.table.pk, t.table.rows_version, t.name) for t in tables))
-
-    def _get(self, key: CacheKey) -> _Database | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self._cache.move_to_end(key)
-            return entry
-
-    def _put(self, key: CacheKey, entry: _Database, capacity: int) -> None:
-        evicted: list[_Database] = []
-        with self._lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
-                evicted.append(old)
-            self._cache[key] = entry
-            while len(self._cache) > max(capacity, 1):
-                evicted.append(self._cache.popitem(last=False)[1])
-        for e in evicted:
-            e.retire()
 
     def _drop(self, entry: _Database) -> None:
         with self._lock:
@@ -207,10 +172,6 @@ class PgQueryEngine:
                 if cached is entry:
                     del self._cache[key]
         entry.retired = True
-
-    def cached_keys(self) -> list[CacheKey]:
-        with self._lock:
-            return list(self._cache)
 
     # --- the sandbox role ----------------------------------------------------------------------------------------
     @staticmethod

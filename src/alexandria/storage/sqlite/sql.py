@@ -25,11 +25,11 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, TableColumn
+from alexandria.storage.query_cache import CachedEngine, CacheKey
 from alexandria.storage.sqlite.db import quote_ident
 from alexandria.tables.errors import QueryFailed, TableNotFound
 from alexandria.tables.schema import SchemaBuilder, from_rows, schema_from_json
@@ -47,8 +47,6 @@ _ACTIONS = (
     "REINDEX ANALYZE CREATE_VTABLE DROP_VTABLE FUNCTION SAVEPOINT RECURSIVE"
 ).split()
 _ACTION_NAMES = {int(getattr(sqlite3, f"SQLITE_{n}")): n for n in _ACTIONS if hasattr(sqlite3, f"SQLITE_{n}")}
-
-CacheKey = tuple[tuple[int, int, str], ...]
 
 
 def _fail(code: str, message: str) -> QueryFailed:
@@ -111,49 +109,12 @@ class _Database:
                 self.lock.release()
 
 
-class QueryEngine:
+class QueryEngine(CachedEngine[_Database]):
     """Builds, caches and queries the in-memory databases of one store file."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-        self._cache: OrderedDict[CacheKey, _Database] = OrderedDict()
-        self._lock = threading.Lock()  # guards the cache
-        self._build_lock = threading.Lock()  # one build at a time (builds of the same tables would be duplicates)
-
-    def close(self) -> None:
-        with self._lock:
-            entries = list(self._cache.values())
-            self._cache.clear()
-        for entry in entries:
-            entry.retire()
-
-    # --- cache ---------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _key(tables: Sequence[QueryTable]) -> CacheKey:
-        return tuple(sorted((t.table.pk, t.table.rows_version, t.name) for t in tables))
-
-    def _get(self, key: CacheKey) -> _Database | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self._cache.move_to_end(key)
-            return entry
-
-    def _put(self, key: CacheKey, entry: _Database, capacity: int) -> None:
-        evicted: list[_Database] = []
-        with self._lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
-                evicted.append(old)
-            self._cache[key] = entry
-            while len(self._cache) > max(capacity, 1):
-                evicted.append(self._cache.popitem(last=False)[1])
-        for e in evicted:
-            e.retire()
-
-    def cached_keys(self) -> list[CacheKey]:
-        with self._lock:
-            return list(self._cache)
 
     # --- build ---------------------------------------------------------------------------------------------------
     def _build(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, _Database]:
