@@ -15,7 +15,6 @@ from alexandria.errors import EmbeddingFailed
 from alexandria.ingest.base import Vectors
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions, FileUpload, display_status, indexing_status
-from alexandria.storage.postgres.db import PgDatabase
 from tests.fakes import HashingEmbedder
 
 TEXT = "Mitochondria produce ATP.\n\nChloroplasts capture light.\n\nRibosomes build proteins."
@@ -174,10 +173,8 @@ def test_new_documents_get_the_built_in_fields_when_enabled(core: Core) -> None:
 def test_uploaded_files_go_with_their_documents(core: Core) -> None:
     def files() -> int:
         db = core.store.db  # type: ignore[attr-defined]
-        if isinstance(db, PgDatabase):
-            with db.read() as conn:
-                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
-        return int(db.read().execute("SELECT count(*) FROM files").fetchone()[0])
+        with db.read() as conn:
+            return int(conn.scalar("SELECT count(*) FROM files"))
 
     ws, ds = dataset(core)
     ds, doc, _ = core.dify.create_by_file(ds, FileUpload("a.txt", b"first version of the notes"), DocumentOptions())

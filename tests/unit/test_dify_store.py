@@ -15,8 +15,8 @@ from alexandria.domain.models import DataSource, Document, Workspace
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions
 from alexandria.storage.base import DocumentWrite
-from alexandria.storage.postgres.core import hnsw_index_name
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.chunk_index import hnsw_index_name
+from alexandria.storage.postgres.db import PgEngine
 from tests.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.backends("sqlite", "postgres")
@@ -178,8 +178,8 @@ def test_segments_children_and_hits(core: Core) -> None:
 
 
 def _hnsw_indexes(core: Core) -> set[str]:
-    db = core.store.db  # type: ignore[attr-defined]
-    assert isinstance(db, PgDatabase)
+    db = core.store.engine  # type: ignore[attr-defined]
+    assert isinstance(db, PgEngine)
     with db.read() as conn:
         return {str(r[0]) for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'chunks'")}
 

@@ -103,10 +103,10 @@ def req(doc_id: str, text: str, **kw: object) -> UpsertRequest:
 def queue(store: Store, ds: DataSource, n: int, kind: str = "test") -> list[int]:
     """Queue ``n`` jobs of ``kind`` (the Store protocol has no bare enqueue: each backend's own helper)."""
     if isinstance(store, PostgresStore):
-        with store.db.write() as pg:
+        with store.engine.write() as pg:
             return [pg_enqueue(pg, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
     assert isinstance(store, SqliteStore)
-    with store.db.write() as conn:
+    with store.engine.write() as conn:
         return [sqlite_enqueue(conn, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
 
 

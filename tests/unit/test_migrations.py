@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from alexandria.storage.sqlite.db import Database, _split_sql, migrations
+from alexandria.storage.sqlite.db import SqliteEngine, _split_sql, migrations
 
 
 def test_versions_are_unique_and_increasing() -> None:
@@ -26,9 +26,9 @@ def test_database_of_an_earlier_schema_is_upgraded(tmp_path: Path) -> None:
     conn.execute("INSERT INTO workspaces (sid, name, created_at) VALUES ('acme', 'acme', 0)")
     conn.close()
 
-    db = Database(path)
+    db = SqliteEngine(path)
     assert db.schema_version == migrations()[-1][0]
-    reader = db.read()
+    reader = db.reader()
     names = {r[0] for r in reader.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"data_tables", "table_rows", "jobs"} <= names
     assert reader.execute("SELECT sid FROM workspaces").fetchall() == [("acme",)]

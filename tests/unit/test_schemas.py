@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 
 from alexandria.storage.postgres.db import migrate
-from alexandria.storage.sqlite.db import Database
+from alexandria.storage.sqlite.db import SqliteEngine
 
 PG_ONLY_TABLES = {"chunk_terms", "schema_migrations"}  # BM25 postings (FTS5 keeps its own); applied migrations
 PG_ONLY_COLUMNS = {
@@ -19,8 +19,8 @@ SQLITE_ONLY_COLUMNS = {"chunks": {"vector"}}
 
 
 def test_sqlite_and_postgres_schemas_match(tmp_path: Path, pg_url: str) -> None:
-    db = Database(tmp_path / "a.db")
-    conn: sqlite3.Connection = db.read()
+    db = SqliteEngine(tmp_path / "a.db")
+    conn: sqlite3.Connection = db.reader()
     lite: dict[str, set[str]] = {}
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
         if name.startswith(("fts_", "sqlite_")):

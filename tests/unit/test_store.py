@@ -97,7 +97,7 @@ def test_index_survives_restart_and_is_reconciled_after_a_crash(settings: Settin
     put(core, "docs", "late", "gamma gamma late arrival")
     ws = core.catalog.workspace("w1")
     core.documents.delete(core.catalog.data_source(ws, "docs"), "d2")
-    core.store.db.close()  # type: ignore[attr-defined]  # no save_all
+    core.store.engine.close()  # type: ignore[attr-defined]  # no save_all
 
     core = open_core(settings)
     got = vector_ids(core, "gamma late arrival")

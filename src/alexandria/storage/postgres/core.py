@@ -13,14 +13,15 @@ import psycopg
 from psycopg import sql
 
 from alexandria.domain.models import ApiKey, DataSource, Document, Role, Space, SpaceKind, ViewKind, Workspace
-from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
+from alexandria.errors import AlreadyExists, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.chunk_index import checked_vectors as check_vectors
+from alexandria.storage.postgres.chunk_index import delete_chunks, hnsw_index_name, insert_chunks
+from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.jobs import retire_queued
 
-TS_CONFIG = "english"
 GLOBAL_GROUP_NAME = "Workspace"
 SYSTEM_SPACE_NAME = "Connection Admin"
 SPACE_COLS = (
@@ -31,10 +32,6 @@ SPACE_COLS = (
     "WHERE sg.space_id = spaces.id AND g.kind = 'global')"
 )
 CHUNK_COLS = "id, document_pk, chunk_offset, text, hash"
-
-
-def hnsw_index_name(data_source_id: int) -> str:
-    return f"chunks_hnsw_{int(data_source_id)}"
 
 
 def ensure_global_group(conn: psycopg.Connection, workspace_id: int) -> int:
@@ -149,74 +146,6 @@ def write_document_row(
     return pk, old is not None
 
 
-def insert_chunks(
-    conn: psycopg.Connection, data_source_id: int, document_pk: int, chunks: Sequence[ChunkWrite], vecs: Vectors
-) -> list[int]:
-    """Insert a document's chunks in one statement (text, length in lexemes, embedding), then their keyword
-    postings, and add them to the data source's BM25 statistics; returns their ids in order."""
-    if not chunks:
-        return []
-    found = conn.execute(
-        "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, length, "
-        "segment_pk, child_pk) "
-        "SELECT %s, %s, u.off, u.txt, u.h, u.tok, u.emb, "
-        f"(SELECT coalesce(sum(coalesce(array_length(t.positions, 1), 1)), 0) "
-        f"FROM unnest(to_tsvector('{TS_CONFIG}', u.txt)) t), u.seg, u.child "
-        "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::vector[], %s::bigint[], %s::bigint[]) "
-        "WITH ORDINALITY AS u(off, txt, h, tok, emb, seg, child, n) ORDER BY u.n RETURNING id, length, chunk_offset",
-        (
-            data_source_id,
-            document_pk,
-            [c.offset for c in chunks],
-            [c.text for c in chunks],
-            [c.hash for c in chunks],
-            [c.token_count for c in chunks],
-            [np.asarray(v, np.float32) for v in vecs],
-            [c.segment_pk for c in chunks],
-            [c.child_pk for c in chunks],
-        ),
-    ).fetchall()
-    by_offset = {int(r[2]): int(r[0]) for r in found}
-    ids = [by_offset[c.offset] for c in chunks] if len(by_offset) == len(found) else [int(r[0]) for r in found]
-    conn.execute(
-        "INSERT INTO chunk_terms (data_source_id, lexeme, chunk_id, tf, length) "
-        "SELECT c.data_source_id, t.lexeme, c.id, coalesce(array_length(t.positions, 1), 1), c.length "
-        f"FROM chunks c CROSS JOIN LATERAL unnest(to_tsvector('{TS_CONFIG}', c.text)) t WHERE c.id = ANY(%s)",
-        (ids,),
-    )
-    conn.execute(
-        "UPDATE data_sources SET chunk_total = chunk_total + %s, chunk_length_total = chunk_length_total + %s, "
-        "stats_version = stats_version + 1 WHERE id = %s",
-        (len(ids), sum(int(r[1]) for r in found), data_source_id),
-    )
-    return ids
-
-
-def delete_chunks(conn: psycopg.Connection, data_source_id: int, where: str, params: Sequence[object]) -> int:
-    """Delete the chunks matching ``where`` and take them out of the data source's BM25 statistics."""
-    row = conn.execute(
-        f"WITH gone AS (DELETE FROM chunks WHERE {where} RETURNING length) SELECT count(*), coalesce(sum(length), 0) "
-        "FROM gone",
-        tuple(params),
-    ).fetchone()
-    count, length = (int(row[0]), int(row[1])) if row else (0, 0)
-    if count:
-        conn.execute(
-            "UPDATE data_sources SET chunk_total = chunk_total - %s, chunk_length_total = chunk_length_total - %s, "
-            "stats_version = stats_version + 1 WHERE id = %s",
-            (count, length, data_source_id),
-        )
-    return count
-
-
-def check_vectors(ds: DataSource, chunks: Sequence[ChunkWrite], vectors: Vectors) -> Vectors:
-    if len(chunks) != len(vectors):
-        raise InvalidRequest("chunks and vectors differ in length")
-    if len(chunks) and vectors.shape[1] != ds.dim:
-        raise InvalidRequest(f"vectors have dimension {vectors.shape[1]}, data source expects {ds.dim}")
-    return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
 def forget_segments(conn: psycopg.Connection, document_pk: int) -> None:
     """A document rewritten through Dust: its Dify segments and processing record no longer describe it."""
     conn.execute("DELETE FROM segments WHERE document_pk = %s", (document_pk,))
@@ -236,14 +165,14 @@ def drop_files_of(conn: psycopg.Connection, where: str, params: Sequence[object]
 class PgCore:
     """Catalog, keys, documents and chunks of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
     hnsw_m: int
     hnsw_ef_construction: int
 
     # --- catalog -------------------------------------------------------------------------------------------------
     def create_workspace(self, sid: str, name: str) -> Workspace:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "INSERT INTO workspaces (sid, name, created_at) VALUES (%s, %s, %s) "
                     f"RETURNING {rows.WORKSPACE_COLS}",
@@ -255,19 +184,19 @@ class PgCore:
         return rows.workspace(row)
 
     def get_workspace(self, sid: str) -> Workspace | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(f"SELECT {rows.WORKSPACE_COLS} FROM workspaces WHERE sid = %s", (sid,)).fetchone()
         return rows.workspace(row) if row else None
 
     def get_workspace_by_id(self, workspace_id: int) -> Workspace | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.WORKSPACE_COLS} FROM workspaces WHERE id = %s", (workspace_id,)
             ).fetchone()
         return rows.workspace(row) if row else None
 
     def _ensure_space(self, workspace: Workspace, kind: SpaceKind, name: str, with_global_group: bool) -> Space:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             now = rows.now_ms()
             row = conn.execute(
                 "INSERT INTO spaces (sid, workspace_id, kind, name, created_at, updated_at) "
@@ -293,7 +222,7 @@ class PgCore:
         return self._ensure_space(workspace, SpaceKind.SYSTEM, SYSTEM_SPACE_NAME, with_global_group=False)
 
     def _space_where(self, where: str, params: Sequence[object]) -> list[Space]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(f"SELECT {SPACE_COLS} FROM spaces WHERE {where} ORDER BY id", tuple(params)).fetchall()
         return [rows.space(r) for r in found]
 
@@ -326,7 +255,7 @@ class PgCore:
     ) -> DataSource:
         now = rows.now_ms()
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "INSERT INTO data_sources (sid, core_id, workspace_id, space_id, name, description, embedder, dim, "
                     "chunk_size, created_at, connector_provider, uuid, dify, updated_at) "
@@ -372,7 +301,7 @@ class PgCore:
         return ds
 
     def _data_sources(self, where: str, params: Sequence[object], order: str = "id") -> list[DataSource]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {rows.DATA_SOURCE_COLS} FROM data_sources WHERE {where} ORDER BY {order}", tuple(params)
             ).fetchall()
@@ -405,7 +334,7 @@ class PgCore:
         prefix: str,
         data_source_id: int | None = None,
     ) -> ApiKey:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "INSERT INTO api_keys (workspace_id, name, role, key_hash, prefix, created_at, data_source_id) "
                 f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {rows.API_KEY_COLS}",
@@ -415,14 +344,14 @@ class PgCore:
         return rows.api_key(row)
 
     def get_api_key(self, key_hash: str) -> ApiKey | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE key_hash = %s", (key_hash,)).fetchone()
         return rows.api_key(row) if row else None
 
     # --- documents -----------------------------------------------------------------------------------------------
     def _documents(self, where: str, params: Sequence[object], with_text: bool, tail: str = "") -> list[Document]:
         cols = rows.DOCUMENT_COLS + (", text" if with_text else "")
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(f"SELECT {cols} FROM documents WHERE {where} {tail}", tuple(params)).fetchall()
         return [rows.document(r, text=str(r[rows.DOCUMENT_TEXT_AT]) if with_text else None) for r in found]
 
@@ -433,7 +362,7 @@ class PgCore:
     def list_documents(
         self, ds: DataSource, document_ids: Sequence[str] | None, limit: int, offset: int
     ) -> tuple[list[Document], int]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             row = conn.execute("SELECT count(*) FROM documents WHERE data_source_id = %s", (ds.id,)).fetchone()
             where = "data_source_id = %s"
             params: list[object] = [ds.id]
@@ -448,7 +377,7 @@ class PgCore:
         return [rows.document(r) for r in found], int(row[0]) if row else 0
 
     def document_hash(self, ds: DataSource, document_id: str) -> str | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 "SELECT hash FROM documents WHERE data_source_id = %s AND document_id = %s AND index_state = 'indexed'",
                 (ds.id, document_id),
@@ -456,7 +385,7 @@ class PgCore:
         return str(row[0]) if row else None
 
     def vectors_by_chunk_hash(self, ds: DataSource, document_id: str) -> dict[str, Vectors]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT c.hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_pk "
                 "WHERE d.data_source_id = %s AND d.document_id = %s",
@@ -468,7 +397,7 @@ class PgCore:
         self, ds: DataSource, doc: DocumentWrite, chunks: Sequence[ChunkWrite], vectors: Vectors
     ) -> Document:
         vecs = check_vectors(ds, chunks, vectors)
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             now = rows.now_ms()
             counts = {"chunk_count": len(chunks), "token_count": doc.token_count}
             pk, existed = write_document_row(conn, ds.id, doc, now, "indexed", counts)
@@ -482,7 +411,7 @@ class PgCore:
         return rows.document(row)
 
     def delete_document(self, ds: DataSource, document_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "SELECT id FROM documents WHERE data_source_id = %s AND document_id = %s FOR UPDATE",
                 (ds.id, document_id),
@@ -497,7 +426,7 @@ class PgCore:
         return True
 
     def update_parents(self, ds: DataSource, document_id: str, parents: Sequence[str], parent_id: str | None) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "UPDATE documents SET parents = %s, parent_id = %s, updated = %s "
                 "WHERE data_source_id = %s AND document_id = %s RETURNING id",
@@ -514,7 +443,7 @@ class PgCore:
 
     # --- loading -------------------------------------------------------------------------------------------------
     def _chunks(self, where: str, params: Sequence[object], order: str = "") -> list[StoredChunk]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(f"SELECT {CHUNK_COLS} FROM chunks WHERE {where} {order}", tuple(params)).fetchall()
         return [StoredChunk(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in found]
 
@@ -534,7 +463,7 @@ class PgCore:
         return {d.pk: d for d in self._documents("id = ANY(%s)", (list(pks),), with_text)}
 
     def close(self) -> None:
-        self.db.close()
+        self.engine.close()
 
 
 def storage_error(exc: Exception) -> StorageError:

@@ -7,12 +7,14 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from importlib import resources
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from alexandria.errors import StorageError
+from alexandria.storage.database import Dialect
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,36 @@ def migrate(url: str) -> int:
         raise StorageError(f"cannot migrate the PostgreSQL database: {exc}") from exc
 
 
+def _json_path(path: tuple[str, ...]) -> str:
+    if not all(p.isidentifier() for p in path):
+        raise ValueError(f"JSON path parts must be identifiers: {path!r}")
+    return "'{" + ",".join(path) + "}'"
+
+
+POSTGRES = Dialect(
+    name="PostgreSQL",
+    for_update=" FOR UPDATE",
+    json_agg="jsonb_agg",
+    position_fn="strpos",
+    _any=lambda column: f"{column} = ANY(?)",
+    _seq=list,
+    _json_text=lambda column, path: f"({column} #>> {_json_path(path)})",
+    _json_number=lambda column, path: (
+        f"(CASE WHEN jsonb_typeof({column} #> {_json_path(path)}) = 'number' "
+        f"THEN ({column} #>> {_json_path(path)})::numeric END)"
+    ),
+)
+
+
 def _configure(conn: psycopg.Connection) -> None:
     register_vector(conn)
 
 
-class PgDatabase:
-    """One pool of connections to one database."""
+class PgEngine:
+    """One pool of connections to one database: the :class:`~alexandria.storage.database.Engine` of the scale-out
+    store."""
+
+    dialect = POSTGRES
 
     def __init__(self, url: str, max_size: int = 16) -> None:
         self.url = url
@@ -97,6 +123,24 @@ class PgDatabase:
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn
+
+    # --- the facade's hooks (alexandria.storage.database.Engine) --------------------------------------------------
+    def translate(self, sql: str) -> str:
+        """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled). Shared SQL has no ``?`` operator."""
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def run(self, raw: Any, sql: str, params: tuple[object, ...]) -> Any:
+        return raw.execute(sql, params)
+
+    def run_many(self, raw: Any, sql: str, seq: list[tuple[object, ...]]) -> None:
+        with raw.cursor() as cur:
+            cur.executemany(sql, seq)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error)
 
     def close(self) -> None:
         self.pool.close()

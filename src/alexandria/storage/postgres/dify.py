@@ -35,15 +35,10 @@ from alexandria.ingest.base import Vectors
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
-from alexandria.storage.postgres.core import (
-    check_vectors,
-    delete_chunks,
-    drop_files_of,
-    hnsw_index_name,
-    insert_chunks,
-    write_document_row,
-)
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.chunk_index import checked_vectors as check_vectors
+from alexandria.storage.postgres.chunk_index import delete_chunks, hnsw_index_name, insert_chunks
+from alexandria.storage.postgres.core import drop_files_of, write_document_row
+from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.jobs import LIVE, queue_index_job
 
 log = logging.getLogger(__name__)
@@ -209,11 +204,11 @@ def _hashed(chunks: Sequence[ChunkWrite]) -> list[ChunkWrite]:
 class PgDify:
     """Dify half of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
 
     # --- datasets ------------------------------------------------------------------------------------------------
     def get_data_source_by_uuid(self, workspace_id: int, uuid: str) -> DataSource | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.DATA_SOURCE_COLS} FROM data_sources WHERE workspace_id = %s AND uuid = %s",
                 (workspace_id, uuid),
@@ -224,7 +219,7 @@ class PgDify:
         self, ds: DataSource, name: str, description: str | None, dify: Mapping[str, Any]
     ) -> DataSource:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "UPDATE data_sources SET name = %s, description = %s, dify = %s, updated_at = %s WHERE id = %s "
                     f"RETURNING {rows.DATA_SOURCE_COLS}",
@@ -239,7 +234,7 @@ class PgDify:
         return rows.data_source(row)
 
     def delete_data_source(self, ds: DataSource) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             drop_files_of(conn, "data_source_id = %s", (ds.id,))
             cur = conn.execute("DELETE FROM data_sources WHERE id = %s", (ds.id,))
             if cur.rowcount == 0:
@@ -249,7 +244,7 @@ class PgDify:
         # searches and writes of the other data sources never wait on the chunks table's exclusive lock. Ids are
         # never reused, so an index left by a failure here only costs its space.
         try:
-            with self.db.read() as conn:
+            with self.engine.read() as conn:
                 conn.execute(
                     sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(hnsw_index_name(ds.id)))
                 )
@@ -259,7 +254,7 @@ class PgDify:
 
     def data_source_counts(self, data_source_ids: Sequence[int]) -> dict[int, DatasetCounts]:
         available = DISPLAY_STATUS_SQL["available"].replace("d.", "")
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT data_source_id, count(*), coalesce(sum(coalesce(CASE WHEN jsonb_typeof(dify->'word_count') "
                 "= 'number' THEN (dify->>'word_count')::numeric END, text_size)), 0), "
@@ -285,7 +280,7 @@ class PgDify:
         """Store a Dify document's content as ``pending`` (Dify's "waiting") and queue its index job, in one
         transaction. An existing document of that id is updated in place: its segments become ``re_segment`` until
         the job replaces them; ``keep_batch`` keeps its batch (Dify's update endpoints answer the old batch)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             old = conn.execute(
                 "SELECT batch FROM documents WHERE data_source_id = %s AND document_id = %s FOR UPDATE",
                 (ds.id, doc.document_id),
@@ -307,7 +302,7 @@ class PgDify:
 
     def get_document_by_uuid(self, ds: DataSource, uuid: str, with_text: bool = False) -> Document | None:
         cols = rows.DOCUMENT_COLS + (", text" if with_text else "")
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {cols} FROM documents WHERE data_source_id = %s AND uuid = %s", (ds.id, uuid)
             ).fetchone()
@@ -317,7 +312,7 @@ class PgDify:
 
     def find_document_by_title(self, ds: DataSource, title: str) -> Document | None:
         """The enabled Dify document named ``title`` (Dify reuses it for a same-name create)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE data_source_id = %s AND title = %s AND enabled "
                 "AND dify IS NOT NULL ORDER BY id LIMIT 1",
@@ -335,7 +330,7 @@ class PgDify:
             params.append(keyword)
         if status is not None:
             where += f" AND ({DISPLAY_STATUS_SQL[status]})"
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             total = int(_one(conn.execute(f"SELECT count(*) FROM documents d WHERE {where}", params).fetchone())[0])
             found = conn.execute(
                 f"SELECT {D_DOCUMENT_COLS} FROM documents d WHERE {where} "
@@ -345,7 +340,7 @@ class PgDify:
         return [rows.document(r) for r in found], total
 
     def documents_in_batch(self, ds: DataSource, batch: str) -> list[Document]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE data_source_id = %s AND batch = %s "
                 "ORDER BY position",
@@ -355,7 +350,7 @@ class PgDify:
 
     def document_section(self, ds: DataSource, document_id: str) -> tuple[int, str, str, dict[str, Any] | None] | None:
         """``(pk, hash, section_json, dify)`` of a stored document (what an index job reads)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 "SELECT id, hash, section, dify FROM documents WHERE data_source_id = %s AND document_id = %s",
                 (ds.id, document_id),
@@ -369,7 +364,7 @@ class PgDify:
     ) -> bool:
         """Move a document still at ``doc_hash`` (and not yet indexed) to pipeline ``state``, merging
         ``dify_updates`` into its processing record. False when the document changed or is gone."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "SELECT id, dify FROM documents WHERE data_source_id = %s AND document_id = %s AND hash = %s "
                 "AND index_state NOT IN ('indexed', 'failed') FOR UPDATE",
@@ -401,7 +396,7 @@ class PgDify:
         None when the job was obsolete."""
         document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
         vecs = np.ascontiguousarray(unit_vectors, dtype=np.float32)
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             _finish_index_job(conn, job.id, now_ms)  # the job row first, then the document's: as PgJobs locks them
             old = conn.execute(
                 "SELECT id, hash, index_state, enabled, archived, dify FROM documents "
@@ -457,7 +452,7 @@ class PgDify:
         """Replace a document's chunks (rows, BM25 terms, embeddings) without touching its content: after segment
         edits, or to take a disabled or archived document out of the indexes (no chunks)."""
         vecs = check_vectors(ds, chunks, vectors)
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             if conn.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (document_pk,)).fetchone() is None:
                 return
             delete_chunks(conn, ds.id, "document_pk = %s", (document_pk,))
@@ -479,11 +474,11 @@ class PgDify:
         if archived is not None:
             sets.append("archived = %s")
             params.append(bool(archived))
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(f"UPDATE documents SET {', '.join(sets)} WHERE id = %s", [*params, document_pk])
 
     def patch_dify_record(self, document_pk: int, updates: Mapping[str, Any]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "SELECT dify FROM documents WHERE id = %s AND dify IS NOT NULL FOR UPDATE", (document_pk,)
             ).fetchone()
@@ -493,7 +488,7 @@ class PgDify:
             conn.execute("UPDATE documents SET dify = %s WHERE id = %s", (json.dumps(record), document_pk))
 
     def set_doc_metadata(self, document_pk: int, values: Mapping[str, Any]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE documents SET doc_metadata = %s WHERE id = %s", (json.dumps(dict(values)), document_pk)
             )
@@ -510,7 +505,7 @@ class PgDify:
         if keyword:
             where += " AND strpos(lower(content), lower(%s)) > 0"
             params.append(keyword)
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             total = int(_one(conn.execute(f"SELECT count(*) FROM segments WHERE {where}", params).fetchone())[0])
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE {where} ORDER BY position, id LIMIT %s OFFSET %s",
@@ -519,21 +514,21 @@ class PgDify:
             return self._with_children(conn, found), total
 
     def document_segments(self, document_pk: int) -> list[Segment]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE document_pk = %s ORDER BY position, id", (document_pk,)
             ).fetchall()
             return self._with_children(conn, found)
 
     def segments_by_pk(self, segment_pks: Sequence[int]) -> dict[int, Segment]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE id = ANY(%s)", (list(segment_pks),)
             ).fetchall()
             return {s.pk: s for s in self._with_children(conn, found)}
 
     def get_segment(self, document_pk: int, uuid: str) -> Segment | None:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE document_pk = %s AND uuid = %s", (document_pk, uuid)
             ).fetchall()
@@ -554,7 +549,7 @@ class PgDify:
 
     def add_segments(self, ds: DataSource, document_pk: int, segments: Sequence[SegmentWrite]) -> list[int]:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("SELECT id FROM documents WHERE id = %s FOR UPDATE", (document_pk,))  # positions in turn
             start = int(
                 _one(
@@ -577,7 +572,7 @@ class PgDify:
         children: Sequence[ChildWrite] | None = None,
     ) -> None:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             if content is not None:
                 conn.execute(
                     "UPDATE segments SET content = %s, answer = %s, keywords = %s, hash = %s, word_count = %s, "
@@ -606,12 +601,12 @@ class PgDify:
                 _insert_children(conn, segment_pk, doc_pk, children, now)
 
     def delete_segment(self, segment_pk: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return conn.execute("DELETE FROM segments WHERE id = %s", (segment_pk,)).rowcount > 0
 
     def add_child_chunk(self, segment: Segment, content: str) -> ChildChunk:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             # the segment's row lock orders concurrent additions (positions stay distinct)
             conn.execute("SELECT id FROM segments WHERE id = %s FOR UPDATE", (segment.pk,))
             row = conn.execute(
@@ -623,7 +618,7 @@ class PgDify:
         return child_row(_one(row))
 
     def update_child_chunk(self, child_pk: int, content: str) -> ChildChunk:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "UPDATE child_chunks SET content = %s, word_count = %s, type = 'customized', updated_at = %s "
                 f"WHERE id = %s RETURNING {CHILD_COLS}",
@@ -634,19 +629,19 @@ class PgDify:
         return child_row(row)
 
     def delete_child_chunk(self, child_pk: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return conn.execute("DELETE FROM child_chunks WHERE id = %s", (child_pk,)).rowcount > 0
 
     def bump_hit_counts(self, segment_pks: Sequence[int]) -> None:
         if not segment_pks:
             return
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("UPDATE segments SET hit_count = hit_count + 1 WHERE id = ANY(%s)", (list(segment_pks),))
 
     # --- metadata fields -----------------------------------------------------------------------------------------
     def create_metadata_field(self, ds: DataSource, name: str, type_: str) -> MetadataField:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "INSERT INTO metadata_fields (uuid, data_source_id, name, type, created_at) "
                     f"VALUES (%s, %s, %s, %s, %s) RETURNING {FIELD_COLS}",
@@ -658,7 +653,7 @@ class PgDify:
 
     def list_metadata_fields(self, ds: DataSource) -> list[tuple[MetadataField, int]]:
         """Each field with the number of documents holding a value for it (its key in their ``doc_metadata``)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT f.id, f.uuid, f.data_source_id, f.name, f.type, f.created_at, "
                 "(SELECT count(*) FROM documents d WHERE d.data_source_id = f.data_source_id "
@@ -671,7 +666,7 @@ class PgDify:
     def rename_metadata_field(self, ds: DataSource, field: MetadataField, name: str) -> MetadataField:
         """Rename a field and the key of its values in every document of the data source."""
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 conn.execute("UPDATE metadata_fields SET name = %s WHERE id = %s", (name, field.pk))
                 conn.execute(
                     "UPDATE documents SET doc_metadata = (doc_metadata - %s::text) || jsonb_build_object(%s::text, "
@@ -683,7 +678,7 @@ class PgDify:
         return MetadataField(field.pk, field.uuid, field.data_source_id, name, field.type, field.created_at)
 
     def delete_metadata_field(self, ds: DataSource, field: MetadataField) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM metadata_fields WHERE id = %s", (field.pk,))
             conn.execute(
                 "UPDATE documents SET doc_metadata = doc_metadata - %s::text "
@@ -703,7 +698,7 @@ class PgDify:
 
     def create_tag(self, workspace_id: int, name: str) -> DatasetTag:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 made = conn.execute(
                     "INSERT INTO dataset_tags (uuid, workspace_id, name, created_at) VALUES (%s, %s, %s, %s) "
                     "RETURNING id",
@@ -715,12 +710,12 @@ class PgDify:
         return self._tag(_one(row))
 
     def list_tags(self, workspace_id: int) -> list[DatasetTag]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(self._TAG_SELECT + "WHERE t.workspace_id = %s ORDER BY t.id", (workspace_id,))
             return [self._tag(r) for r in found.fetchall()]
 
     def get_tag(self, workspace_id: int, uuid: str) -> DatasetTag | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 self._TAG_SELECT + "WHERE t.workspace_id = %s AND t.uuid = %s", (workspace_id, uuid)
             ).fetchone()
@@ -728,7 +723,7 @@ class PgDify:
 
     def rename_tag(self, tag: DatasetTag, name: str) -> DatasetTag:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 conn.execute("UPDATE dataset_tags SET name = %s WHERE id = %s", (name, tag.pk))
                 row = conn.execute(self._TAG_SELECT + "WHERE t.id = %s", (tag.pk,)).fetchone()
         except psycopg.errors.UniqueViolation as exc:
@@ -736,13 +731,13 @@ class PgDify:
         return self._tag(_one(row))
 
     def delete_tag(self, tag: DatasetTag) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM dataset_tags WHERE id = %s", (tag.pk,))
 
     def bind_tags(self, data_source_id: int, tag_pks: Sequence[int]) -> None:
         if not tag_pks:
             return
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT INTO dataset_tag_bindings (tag_pk, data_source_id, created_at) "
                 "SELECT DISTINCT t, %s, %s FROM unnest(%s::bigint[]) t ON CONFLICT DO NOTHING",
@@ -752,14 +747,14 @@ class PgDify:
     def unbind_tags(self, data_source_id: int, tag_pks: Sequence[int]) -> None:
         if not tag_pks:
             return
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "DELETE FROM dataset_tag_bindings WHERE tag_pk = ANY(%s) AND data_source_id = %s",
                 (list(tag_pks), data_source_id),
             )
 
     def tags_of_data_sources(self, data_source_ids: Sequence[int]) -> dict[int, list[DatasetTag]]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 self._TAG_SELECT.replace("FROM dataset_tags t ", ", b2.data_source_id FROM dataset_tags t ")
                 + "JOIN dataset_tag_bindings b2 ON b2.tag_pk = t.id WHERE b2.data_source_id = ANY(%s) ORDER BY t.id",
@@ -772,7 +767,7 @@ class PgDify:
 
     # --- files ---------------------------------------------------------------------------------------------------
     def save_file(self, workspace_id: int, name: str, extension: str, mime_type: str, data: bytes) -> UploadedFile:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "INSERT INTO files (uuid, workspace_id, name, size, extension, mime_type, data, created_at) "
                 f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {FILE_COLS}",
@@ -782,7 +777,7 @@ class PgDify:
 
     def chunk_segments(self, chunk_pks: Sequence[int]) -> dict[int, tuple[int | None, int | None]]:
         """The segment and child chunk each chunk indexes (None, None for Dust chunks)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT id, segment_pk, child_pk FROM chunks WHERE id = ANY(%s)", (list(chunk_pks),)
             ).fetchall()
@@ -790,11 +785,11 @@ class PgDify:
 
     def instance_secret(self, name: str) -> str:
         """A random secret of this installation, made on first use (every process of it sees the same one)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute("SELECT value FROM instance_secrets WHERE name = %s", (name,)).fetchone()
         if row is not None:
             return str(row[0])
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT INTO instance_secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
                 (name, secrets.token_hex(32)),
@@ -803,7 +798,7 @@ class PgDify:
         return str(_one(row)[0])
 
     def get_file(self, workspace_id: int, uuid: str) -> tuple[UploadedFile, bytes] | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {FILE_COLS}, data FROM files WHERE workspace_id = %s AND uuid = %s", (workspace_id, uuid)
             ).fetchone()
@@ -812,6 +807,6 @@ class PgDify:
         return _file(row), bytes(row[8])
 
     def file_data(self, uuid: str) -> bytes | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute("SELECT data FROM files WHERE uuid = %s", (uuid,)).fetchone()
         return None if row is None else bytes(row[0])

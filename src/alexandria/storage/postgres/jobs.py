@@ -16,7 +16,7 @@ from alexandria.domain.models import DataSource, Document
 from alexandria.ingest.base import Vectors
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.db import PgEngine
 
 JOB_COLS = (
     "id, kind, workspace_id, data_source_id, subject, payload, state, attempts, error, run_after, lease_owner, "
@@ -113,7 +113,7 @@ class PgJobs:
     re-checked once locked. The document-changing transactions lock the document row (``FOR UPDATE``) before they
     compare its hash and index state, so an index job and a newer upsert of the same document are serialized."""
 
-    db: PgDatabase
+    engine: PgEngine
 
     # --- the queue -----------------------------------------------------------------------------------------------
     def claim_jobs(self, owner: str, limit: int, lease_ms: int, now_ms: int) -> list[Job]:
@@ -121,7 +121,7 @@ class PgJobs:
         lease expired first (by expiry), then queued jobs whose ``run_after`` has come. Bumps ``attempts``."""
         if limit <= 0:
             return []
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             got = conn.execute(
                 "UPDATE jobs SET state = 'running', lease_owner = %s, lease_until = %s, attempts = attempts + 1, "
                 f"updated_at = %s WHERE id IN (SELECT id FROM jobs WHERE {READY} "
@@ -136,7 +136,7 @@ class PgJobs:
         """Heartbeat: push the lease of those of ``job_ids`` that ``owner`` still holds; returns how many."""
         if not job_ids:
             return 0
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET lease_until = %s WHERE state = 'running' AND lease_owner = %s "
                 "AND id = ANY(%s::bigint[])",
@@ -146,12 +146,12 @@ class PgJobs:
 
     def complete_job(self, job: Job, owner: str, now_ms: int) -> bool:
         """Mark a job ``owner`` holds done (False if it no longer holds it, or it was finished already)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return _finish(conn, job.id, owner, JobState.DONE, None, now_ms)
 
     def retry_job(self, job: Job, owner: str, error: str, run_after: int, now_ms: int) -> bool:
         """Give a failed attempt back to the queue, to run again from ``run_after`` (the backoff)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'queued', error = %s, run_after = %s, lease_owner = NULL, lease_until = 0, "
                 "updated_at = %s WHERE id = %s AND state = 'running' AND lease_owner = %s",
@@ -162,7 +162,7 @@ class PgJobs:
     def fail_job(self, job: Job, owner: str, error: str, now_ms: int) -> bool:
         """Give up on a job. An index job's document, if still at the job's version, ends ``failed`` with ``error``
         (in the same transaction: a document is never left ``pending`` without a live job)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             if not _finish(conn, job.id, owner, JobState.FAILED, error, now_ms):
                 return False
             if job.kind == INDEX_DOCUMENT and job.data_source_id is not None:
@@ -176,17 +176,17 @@ class PgJobs:
 
     def running_count(self, ds: DataSource) -> int:
         """Queued and running jobs of a data source (Dust's ``check_upsert_queue`` ``running_count``)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(f"SELECT count(*) FROM jobs WHERE data_source_id = %s AND {LIVE}", (ds.id,)).fetchone()
         return int(row[0]) if row else 0
 
     def get_job(self, job_id: int) -> Job | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(f"SELECT {JOB_COLS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
         return job_from_row(row) if row else None
 
     def list_jobs(self, data_source_id: int) -> list[Job]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {JOB_COLS} FROM jobs WHERE data_source_id = %s ORDER BY id", (data_source_id,)
             ).fetchall()
@@ -194,7 +194,7 @@ class PgJobs:
 
     def lease_owners(self) -> list[str]:
         """Distinct owners of running jobs (to release those of workers known dead)."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL"
             ).fetchall()
@@ -202,7 +202,7 @@ class PgJobs:
 
     def release_leases(self, owner: str, now_ms: int) -> int:
         """Requeue, ready now, every job ``owner`` holds (its worker stopped or died); attempts are kept."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = 0, run_after = %s, "
                 "updated_at = %s WHERE state = 'running' AND lease_owner = %s",
@@ -212,7 +212,7 @@ class PgJobs:
 
     def prune_jobs(self, finished_before_ms: int) -> int:
         """Delete done and failed jobs last updated before ``finished_before_ms``."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated_at < %s", (finished_before_ms,)
             )
@@ -226,7 +226,7 @@ class PgJobs:
         until the job runs."""
         from alexandria.storage.postgres.core import forget_segments, write_document_row
 
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             old = conn.execute(
                 "SELECT id, hash, index_state FROM documents WHERE data_source_id = %s AND document_id = %s FOR UPDATE",
                 (ds.id, doc.document_id),
@@ -246,7 +246,7 @@ class PgJobs:
         return document, job
 
     def document_index_info(self, ds: DataSource, document_id: str) -> DocumentIndexInfo | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 "SELECT id, data_source_id, document_id, hash, section, index_state, index_error, chunk_count "
                 "FROM documents WHERE data_source_id = %s AND document_id = %s",
@@ -271,11 +271,12 @@ class PgJobs:
         """The end of an index job, in one transaction: if the document still has the job's hash and is not yet
         indexed, replace its chunks (rows, BM25 statistics, embeddings) and mark it ``indexed``; mark the job done
         either way. Returns the document, or None when the job was obsolete (nothing written)."""
-        from alexandria.storage.postgres.core import check_vectors, delete_chunks, insert_chunks
+        from alexandria.storage.chunk_index import checked_vectors as check_vectors
+        from alexandria.storage.postgres.chunk_index import delete_chunks, insert_chunks
 
         vecs = check_vectors(ds, chunks, vectors)
         document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             _finish(conn, job.id, None, JobState.DONE, None, now_ms)
             old = conn.execute(
                 "SELECT id, hash, index_state FROM documents WHERE data_source_id = %s AND document_id = %s FOR UPDATE",

@@ -22,8 +22,8 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ScoredId
-from alexandria.storage.postgres.core import TS_CONFIG
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.chunk_index import TS_CONFIG
+from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.search import BM25_K1, bm25_bound, query_terms
 
@@ -67,7 +67,7 @@ def compile_filters(filters: FilterSet, params: list[object]) -> str:
 class PgSearch:
     """Search half of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
     exact_max: int
     hnsw_ef_search: int
 
@@ -109,7 +109,7 @@ class PgSearch:
     def keyword_search(self, ds: DataSource, query: str, filters: FilterSet, k: int) -> list[ScoredId]:
         if k <= 0:
             return []
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             lexemes = self._lexemes(conn, query)
             if not lexemes:
                 return []
@@ -138,7 +138,7 @@ class PgSearch:
         return [ScoredId(int(r[0]), float(r[1])) for r in found]
 
     def keyword_score_bound(self, ds: DataSource, query: str) -> float:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             lexemes = self._lexemes(conn, query)
             if not lexemes:
                 return 0.0
@@ -149,7 +149,7 @@ class PgSearch:
         if not chunk_pks:
             return {}
         query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT id, 1 - (embedding <=> %s) FROM chunks WHERE id = ANY(%s)", (query, list(chunk_pks))
             ).fetchall()
@@ -163,7 +163,7 @@ class PgSearch:
         params: list[object] = []
         where = compile_filters(filters, params)
         join = "JOIN documents d ON d.id = c.document_pk" if not filters.is_empty() else ""
-        with self.db.write() as conn:  # a transaction, for SET LOCAL
+        with self.engine.write() as conn:  # a transaction, for SET LOCAL
             if not filters.is_empty():
                 row = conn.execute(
                     f"SELECT count(*) FROM chunks c {join} WHERE c.data_source_id = {ds_id} AND {where}", tuple(params)
@@ -192,7 +192,7 @@ class PgSearch:
         params: list[object] = [ds.id]
         where = compile_filters(filters, params)
         params.append(limit)
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT d.id FROM documents d WHERE d.data_source_id = %s AND {where} "
                 "ORDER BY d.timestamp DESC, d.id DESC LIMIT %s",

@@ -13,20 +13,20 @@ from alexandria.errors import AlreadyExists, NotFound
 from alexandria.storage import rows
 from alexandria.storage.base import FolderWrite
 from alexandria.storage.postgres.core import SPACE_COLS, ensure_global_group, insert_view
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.db import PgEngine
 
 
 class PgSpaces:
     """Spaces, groups, views and folders of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
 
     # --- spaces and groups ---------------------------------------------------------------------------------------
     def create_space(self, workspace_id: int, name: str, group_ids: Sequence[int], open_to_all: bool) -> Space:
         """A regular space attached to ``group_ids`` (and to the global group when ``open_to_all``)."""
         now = rows.now_ms()
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 created = conn.execute(
                     "INSERT INTO spaces (sid, workspace_id, kind, name, created_at, updated_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -50,7 +50,7 @@ class PgSpaces:
 
     def create_group(self, workspace_id: int, name: str) -> Group:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "INSERT INTO groups (sid, workspace_id, name, kind, created_at) "
                     f"VALUES (%s, %s, %s, 'regular', %s) RETURNING {rows.GROUP_COLS}",
@@ -62,16 +62,16 @@ class PgSpaces:
         return rows.group(row)
 
     def list_groups(self, workspace_id: int) -> list[Group]:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             ensure_global_group(conn, workspace_id)
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {rows.GROUP_COLS} FROM groups WHERE workspace_id = %s ORDER BY id", (workspace_id,)
             ).fetchall()
         return [rows.group(r) for r in found]
 
     def get_group(self, workspace_id: int, sid_or_name: str) -> Group | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.GROUP_COLS} FROM groups WHERE workspace_id = %s AND (sid = %s OR name = %s) "
                 "ORDER BY (sid = %s) DESC LIMIT 1",
@@ -80,19 +80,19 @@ class PgSpaces:
         return rows.group(row) if row else None
 
     def add_key_to_group(self, group_id: int, api_key_id: int) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT INTO group_keys (group_id, api_key_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (group_id, api_key_id),
             )
 
     def remove_key_from_group(self, group_id: int, api_key_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM group_keys WHERE group_id = %s AND api_key_id = %s", (group_id, api_key_id))
         return cur.rowcount > 0
 
     def set_space_groups(self, space_id: int, group_ids: Sequence[int]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM space_groups WHERE space_id = %s", (space_id,))
             if group_ids:
                 conn.execute(
@@ -103,7 +103,7 @@ class PgSpaces:
 
     def key_group_sids(self, workspace_id: int, api_key_id: int | None) -> list[str]:
         """Group sIds of a key plus the global group; every group of the workspace when ``api_key_id`` is None."""
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             if api_key_id is None:
                 found = conn.execute(
                     "SELECT sid FROM groups WHERE workspace_id = %s ORDER BY id", (workspace_id,)
@@ -117,14 +117,14 @@ class PgSpaces:
         return [str(r[0]) for r in found]
 
     def list_api_keys(self, workspace_id: int) -> list[ApiKey]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE workspace_id = %s ORDER BY id", (workspace_id,)
             ).fetchall()
         return [rows.api_key(r) for r in found]
 
     def disable_api_key(self, workspace_id: int, api_key_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE api_keys SET disabled_at = %s WHERE id = %s AND workspace_id = %s AND disabled_at IS NULL",
                 (rows.now_ms(), api_key_id, workspace_id),
@@ -134,7 +134,7 @@ class PgSpaces:
     # --- data source views ---------------------------------------------------------------------------------------
     def create_view(self, ds: DataSource, space_id: int, parents_in: Sequence[str]) -> DataSourceView:
         """A custom view of ``ds`` in space ``space_id`` exposing the nodes under ``parents_in``."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             view_id = insert_view(conn, ds.workspace_id, space_id, ds.id, ViewKind.CUSTOM, parents_in)
             row = conn.execute(f"SELECT {rows.VIEW_COLS} FROM data_source_views WHERE id = %s", (view_id,)).fetchone()
         assert row is not None
@@ -146,14 +146,14 @@ class PgSpaces:
         if space_id is not None:
             where += " AND space_id = %s"
             params.append(space_id)
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f"SELECT {rows.VIEW_COLS} FROM data_source_views WHERE {where} ORDER BY id", tuple(params)
             ).fetchall()
         return [rows.view(r) for r in found]
 
     def get_view(self, workspace_id: int, sid: str) -> DataSourceView | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.VIEW_COLS} FROM data_source_views WHERE workspace_id = %s AND sid = %s",
                 (workspace_id, sid),
@@ -161,7 +161,7 @@ class PgSpaces:
         return rows.view(row) if row else None
 
     def update_view_parents(self, view_id: int, parents_in: Sequence[str]) -> DataSourceView:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE data_source_views SET parents_in = %s, updated_at = %s WHERE id = %s AND kind = 'custom'",
                 (json.dumps(list(parents_in)), rows.now_ms(), view_id),
@@ -172,7 +172,7 @@ class PgSpaces:
         return rows.view(row)
 
     def delete_view(self, view_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM data_source_views WHERE id = %s AND kind = 'custom'", (view_id,))
         return cur.rowcount > 0
 
@@ -181,7 +181,7 @@ class PgSpaces:
         if not node_ids:
             return set()
         wanted = list(node_ids)
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 "SELECT document_id FROM documents WHERE data_source_id = %s AND document_id = ANY(%s::text[]) "
                 "UNION SELECT folder_id FROM folders WHERE data_source_id = %s AND folder_id = ANY(%s::text[]) "
@@ -193,7 +193,7 @@ class PgSpaces:
     # --- folders -------------------------------------------------------------------------------------------------
     def upsert_folder(self, ds: DataSource, folder: FolderWrite) -> Folder:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "INSERT INTO folders (data_source_id, folder_id, title, parents, parent_id, mime_type, source_url, "
                 "provider_visibility, timestamp, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
@@ -219,7 +219,7 @@ class PgSpaces:
         return rows.folder(row)
 
     def get_folder(self, ds: DataSource, folder_id: str) -> Folder | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             row = conn.execute(
                 f"SELECT {rows.FOLDER_COLS} FROM folders WHERE data_source_id = %s AND folder_id = %s",
                 (ds.id, folder_id),
@@ -227,7 +227,7 @@ class PgSpaces:
         return rows.folder(row) if row else None
 
     def list_folders(self, ds: DataSource) -> list[Folder]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             found = conn.execute(
                 f'SELECT {rows.FOLDER_COLS} FROM folders WHERE data_source_id = %s ORDER BY folder_id COLLATE "C"',
                 (ds.id,),
@@ -235,6 +235,6 @@ class PgSpaces:
         return [rows.folder(r) for r in found]
 
     def delete_folder(self, ds: DataSource, folder_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM folders WHERE data_source_id = %s AND folder_id = %s", (ds.id, folder_id))
         return cur.rowcount > 0

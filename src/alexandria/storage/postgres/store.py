@@ -4,8 +4,10 @@ of API and worker processes share one database."""
 from __future__ import annotations
 
 from alexandria.config import Settings
+from alexandria.storage.database import Database
+from alexandria.storage.postgres.chunk_index import PgChunkIndex
 from alexandria.storage.postgres.core import PgCore
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.dify import PgDify
 from alexandria.storage.postgres.jobs import PgJobs
 from alexandria.storage.postgres.search import PgSearch
@@ -16,11 +18,13 @@ from alexandria.storage.postgres.transfer import PgTransfer
 
 class PostgresStore(PgTables, PgCore, PgSearch, PgSpaces, PgDify, PgJobs, PgTransfer):
     def __init__(self, url: str, settings: Settings) -> None:
-        self.db = PgDatabase(url)
+        self.engine = PgEngine(url)
         self.exact_max = settings.exact_search_max_candidates
         self.hnsw_m = settings.hnsw_connectivity
         self.hnsw_ef_construction = settings.hnsw_expansion_add
         self.hnsw_ef_search = settings.hnsw_expansion_search
+        self.db = Database(self.engine)
+        self.index = PgChunkIndex(self.db, self.hnsw_m, self.hnsw_ef_construction)
 
 
 def open_postgres_store(url: str, settings: Settings) -> PostgresStore:

@@ -21,7 +21,7 @@ import psycopg
 from alexandria.domain.models import DataSource
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, Table, TableRow, TableWrite
 from alexandria.storage import rows as rowmap
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.sql import PgQueryEngine
 from alexandria.tables.errors import TableNameNotUnique, TableNotFound
 from alexandria.tables.schema import SchemaBuilder, from_rows, schema_from_json, schema_to_json
@@ -77,7 +77,7 @@ def _name_taken(name: str, table_id: str | None) -> TableNameNotUnique:
 class PgTables:
     """Tables half of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
 
     # --- tables --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -113,7 +113,7 @@ class PgTables:
             write.remote_database_secret_id,
         )
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 clash = self._name_owner(conn, ds, write.name, write.table_id)
                 if clash is not None:
                     raise _name_taken(write.name, clash)
@@ -132,29 +132,29 @@ class PgTables:
                 ).fetchone()
         except psycopg.errors.UniqueViolation as exc:
             # another writer took the name between our check and our write
-            with self.db.read() as conn:
+            with self.engine.read() as conn:
                 raise _name_taken(write.name, self._name_owner(conn, ds, write.name, write.table_id)) from exc
         assert row is not None
         return table_from_row(row)
 
     def get_table(self, ds: DataSource, table_id: str) -> Table | None:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             return self._table(conn, ds, table_id)
 
     def list_tables(self, ds: DataSource) -> list[Table]:
-        with self.db.read() as conn:
+        with self.engine.read() as conn:
             cur = conn.execute(f"SELECT {TABLE_COLS} FROM data_tables WHERE data_source_id = %s ORDER BY id", (ds.id,))
             return [table_from_row(r) for r in cur.fetchall()]
 
     def delete_table(self, ds: DataSource, table_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM data_tables WHERE data_source_id = %s AND table_id = %s", (ds.id, table_id))
             return cur.rowcount > 0
 
     def update_table_parents(
         self, ds: DataSource, table_id: str, parents: Sequence[str], parent_id: str | None
     ) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE data_tables SET parents = %s, parent_id = %s, updated = %s WHERE data_source_id = %s "
                 "AND table_id = %s",
@@ -188,7 +188,7 @@ class PgTables:
     def upsert_table_rows(self, ds: DataSource, table_id: str, rows: Sequence[TableRow], truncate: bool) -> Table:
         unique = dedupe_rows(list(rows))
         encoded = [(r.row_id, _dumps(r.value)) for r in unique]
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             table = self._table(conn, ds, table_id, lock=True)
             if table is None:
                 raise _not_found(table_id)
@@ -236,7 +236,7 @@ class PgTables:
     def refresh_table_schema(self, ds: DataSource, table_id: str) -> Table:
         """The table with an exact schema: recomputed from all its rows if stale (and stored, unless the rows
         changed meanwhile)."""
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -249,7 +249,7 @@ class PgTables:
                 for (value,) in cur:
                     builder.add_row(json.loads(value))
             schema = builder.columns()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE data_tables SET schema = %s, schema_stale = FALSE WHERE id = %s AND rows_version = %s "
                 "AND schema_stale",
@@ -258,7 +258,7 @@ class PgTables:
         return replace(table, schema=schema, schema_stale=False)
 
     def list_table_rows(self, ds: DataSource, table_id: str, limit: int, offset: int) -> tuple[list[TableRow], int]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -272,7 +272,7 @@ class PgTables:
         return found, total
 
     def get_table_row(self, ds: DataSource, table_id: str, row_id: str) -> TableRow | None:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -282,7 +282,7 @@ class PgTables:
         return TableRow(str(row[0]), json.loads(row[1])) if row else None
 
     def delete_table_row(self, ds: DataSource, table_id: str, row_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             table = self._table(conn, ds, table_id, lock=True)
             if table is None:
                 raise _not_found(table_id)
@@ -303,7 +303,7 @@ class PgTables:
             with _ENGINE_LOCK:
                 engine = self.__dict__.get("_sql_engine")
                 if engine is None:
-                    engine = PgQueryEngine(self.db.url)
+                    engine = PgQueryEngine(self.engine.url)
                     self.__dict__["_sql_engine"] = engine
                     # the engine's connections are closed with the store (or when it is collected)
                     weakref.finalize(self, engine.close)

@@ -22,8 +22,8 @@ from alexandria.errors import AlreadyExists, InvalidRequest
 from alexandria.ingest.base import Vectors
 from alexandria.storage import rows as rowutil
 from alexandria.storage.base import ChunkWrite
-from alexandria.storage.postgres.core import hnsw_index_name, insert_chunks
-from alexandria.storage.postgres.db import PgDatabase
+from alexandria.storage.postgres.chunk_index import hnsw_index_name, insert_chunks
+from alexandria.storage.postgres.db import PgEngine
 
 
 def _pg(query: str) -> str:
@@ -91,17 +91,17 @@ class _Import:
 class PgTransfer:
     """Export/import half of :class:`PostgresStore`."""
 
-    db: PgDatabase
+    engine: PgEngine
     hnsw_m: int
     hnsw_ef_construction: int
 
     def iter_workspace_rows(self, workspace_sid: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             yield from transfer.export_rows(_Export(conn), workspace_sid)
 
     def import_rows(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> Workspace:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 session = _Import(conn, self.hnsw_m, self.hnsw_ef_construction)
                 return transfer.import_rows(session, rows, rowutil.now_ms())
         except psycopg.errors.UniqueViolation as exc:

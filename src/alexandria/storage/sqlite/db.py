@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from alexandria.errors import StorageError
+from alexandria.storage.database import Dialect
+
+
+def _json_path(path: tuple[str, ...]) -> str:
+    if not all(p.isidentifier() for p in path):
+        raise ValueError(f"JSON path parts must be identifiers: {path!r}")
+    return "'$." + ".".join(path) + "'"
+
+
+SQLITE = Dialect(
+    name="SQLite",
+    for_update="",
+    json_agg="json_group_array",
+    position_fn="instr",
+    _any=lambda column: f"{column} IN (SELECT value FROM json_each(?))",
+    _seq=lambda values: json.dumps(list(values)),
+    _json_text=lambda column, path: f"json_extract({column}, {_json_path(path)})",
+    _json_number=lambda column, path: (
+        f"(CASE WHEN json_type({column}, {_json_path(path)}) IN ('integer', 'real') "
+        f"THEN json_extract({column}, {_json_path(path)}) END)"
+    ),
+)
 
 
 def quote_ident(name: str) -> str:
@@ -34,8 +58,12 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database:
-    """Owns the SQLite file. Writes go through :meth:`write` (one at a time); reads through :meth:`read`."""
+class SqliteEngine:
+    """Owns the SQLite file. Writes go through :meth:`write` (one at a time); reads through :meth:`read` (a scope) or
+    :meth:`reader` (this thread's connection). The :class:`~alexandria.storage.database.Engine` of the embedded store.
+    """
+
+    dialect = SQLITE
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -97,7 +125,12 @@ class Database:
                     conn.execute("ROLLBACK")
                     raise StorageError(f"commit failed: {exc}") from exc
 
-    def read(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """This thread's read-only connection, as a scope (autocommit: each statement sees the latest commit)."""
+        yield self.reader()
+
+    def reader(self) -> sqlite3.Connection:
         """This thread's read-only connection (autocommit: each statement sees the latest commit)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -113,12 +146,28 @@ class Database:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several statements see one consistent snapshot."""
-        conn = self.read()
+        conn = self.reader()
         conn.execute("BEGIN")
         try:
             yield conn
         finally:
             conn.execute("COMMIT")
+
+    # --- the facade's hooks (alexandria.storage.database.Engine) --------------------------------------------------
+    def translate(self, sql: str) -> str:
+        return sql
+
+    def run(self, raw: Any, sql: str, params: tuple[object, ...]) -> Any:
+        return raw.execute(sql, params)
+
+    def run_many(self, raw: Any, sql: str, seq: list[tuple[object, ...]]) -> None:
+        raw.executemany(sql, seq)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(exc)
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
 
     def close(self) -> None:
         with self._readers_lock:

@@ -29,7 +29,7 @@ from alexandria.ingest.hashing import chunk_hash
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite.chunks import drop_files_of, insert_chunks, write_document_row
-from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.jobs import queue_index_job
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
@@ -147,7 +147,7 @@ def _insert_segment(
 class SqliteDify:
     """Dify half of :class:`SqliteStore`."""
 
-    db: Database
+    engine: SqliteEngine
     vectors: VectorIndexes
 
     @staticmethod
@@ -170,7 +170,7 @@ class SqliteDify:
     # --- datasets ------------------------------------------------------------------------------------------------
     def get_data_source_by_uuid(self, workspace_id: int, uuid: str) -> DataSource | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.DATA_SOURCE_COLS} FROM data_sources WHERE workspace_id = ? AND uuid = ?",
                 (workspace_id, uuid),
@@ -183,7 +183,7 @@ class SqliteDify:
         self, ds: DataSource, name: str, description: str | None, dify: Mapping[str, Any]
     ) -> DataSource:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 conn.execute(
                     "UPDATE data_sources SET name = ?, description = ?, dify = ?, updated_at = ? WHERE id = ?",
                     (name, description, json.dumps(dict(dify)), rows.now_ms(), ds.id),
@@ -202,7 +202,7 @@ class SqliteDify:
     def delete_data_source(self, ds: DataSource) -> bool:
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 drop_files_of(conn, "data_source_id = ?", (ds.id,))
                 cur = conn.execute("DELETE FROM data_sources WHERE id = ?", (ds.id,))
                 if cur.rowcount == 0:
@@ -213,7 +213,7 @@ class SqliteDify:
         return True
 
     def data_source_counts(self, data_source_ids: Sequence[int]) -> dict[int, DatasetCounts]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT data_source_id, count(*), "
             "coalesce(sum(coalesce(json_extract(dify, '$.word_count'), text_size)), 0), "
             f"sum(CASE WHEN {DISPLAY_STATUS_SQL['available'].replace('d.', '')} THEN 1 ELSE 0 END) "
@@ -238,7 +238,7 @@ class SqliteDify:
         """Store a Dify document's content as ``pending`` (Dify's "waiting") and queue its index job, in one
         transaction. An existing document of that id is updated in place: its segments become ``re_segment`` until
         the job replaces them; ``keep_batch`` keeps its batch (Dify's update endpoints answer the old batch)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             old = conn.execute(
                 "SELECT batch FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, doc.document_id)
             ).fetchone()
@@ -260,7 +260,7 @@ class SqliteDify:
     def get_document_by_uuid(self, ds: DataSource, uuid: str, with_text: bool = False) -> Document | None:
         cols = rows.DOCUMENT_COLS + (", text" if with_text else "")
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {cols} FROM documents WHERE data_source_id = ? AND uuid = ?", (ds.id, uuid))
             .fetchone()
         )
@@ -271,7 +271,7 @@ class SqliteDify:
     def find_document_by_title(self, ds: DataSource, title: str) -> Document | None:
         """The enabled Dify document named ``title`` (Dify reuses it for a same-name create)."""
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE data_source_id = ? AND title = ? AND enabled = 1 "
                 "AND dify IS NOT NULL ORDER BY id LIMIT 1",
@@ -291,7 +291,7 @@ class SqliteDify:
             params.append(keyword)
         if status is not None:
             where += f" AND ({DISPLAY_STATUS_SQL[status]})"
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             total = int(conn.execute(f"SELECT count(*) FROM documents d WHERE {where}", params).fetchone()[0])
             cur = conn.execute(
                 f"SELECT {rows.DOCUMENT_COLS.replace(', ', ', d.').replace('id, ', 'd.id, ', 1)} FROM documents d "
@@ -302,7 +302,7 @@ class SqliteDify:
         return docs, total
 
     def documents_in_batch(self, ds: DataSource, batch: str) -> list[Document]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE data_source_id = ? AND batch = ? ORDER BY position",
             (ds.id, batch),
         )
@@ -311,7 +311,7 @@ class SqliteDify:
     def document_section(self, ds: DataSource, document_id: str) -> tuple[int, str, str, dict[str, Any] | None] | None:
         """``(pk, hash, section_json, dify)`` of a stored document (what an index job reads)."""
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 "SELECT id, hash, section, dify FROM documents WHERE data_source_id = ? AND document_id = ?",
                 (ds.id, document_id),
@@ -327,7 +327,7 @@ class SqliteDify:
     ) -> bool:
         """Move a document still at ``doc_hash`` (and not yet indexed) to pipeline ``state``, merging
         ``dify_updates`` into its processing record. False when the document changed or is gone."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE documents SET index_state = ?, dify = json_patch(coalesce(dify, '{}'), ?) "
                 "WHERE data_source_id = ? AND document_id = ? AND hash = ? "
@@ -357,7 +357,7 @@ class SqliteDify:
         fts = quote_ident(f"fts_{int(ds.id)}")
         vecs = np.ascontiguousarray(unit_vectors, dtype=np.float32)
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 self._finish(conn, job.id, None, JobState.DONE, None, now_ms)
                 old = conn.execute(
                     "SELECT id, hash, index_state, enabled, archived FROM documents "
@@ -421,7 +421,7 @@ class SqliteDify:
         fts = quote_ident(f"fts_{int(ds.id)}")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 prev_version = self._vector_version(conn, ds.id)
                 removed = self._delete_chunks(conn, fts, document_pk)
                 added = insert_chunks(conn, fts, ds.id, document_pk, chunks, vecs)
@@ -447,18 +447,18 @@ class SqliteDify:
         if archived is not None:
             sets.append("archived = ?")
             params.append(int(archived))
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(f"UPDATE documents SET {', '.join(sets)} WHERE id = ?", [*params, document_pk])
 
     def patch_dify_record(self, document_pk: int, updates: Mapping[str, Any]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE documents SET dify = json_patch(coalesce(dify, '{}'), ?) WHERE id = ? AND dify IS NOT NULL",
                 (json.dumps(dict(updates)), document_pk),
             )
 
     def set_doc_metadata(self, document_pk: int, values: Mapping[str, Any]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("UPDATE documents SET doc_metadata = ? WHERE id = ?", (json.dumps(dict(values)), document_pk))
 
     # --- segments and child chunks -------------------------------------------------------------------------------
@@ -473,7 +473,7 @@ class SqliteDify:
         if keyword:
             where += " AND instr(lower(content), lower(?)) > 0"
             params.append(keyword)
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             total = int(conn.execute(f"SELECT count(*) FROM segments WHERE {where}", params).fetchone()[0])
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE {where} ORDER BY position, id LIMIT ? OFFSET ?",
@@ -482,14 +482,14 @@ class SqliteDify:
             return self._with_children(conn, found), total
 
     def document_segments(self, document_pk: int) -> list[Segment]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE document_pk = ? ORDER BY position, id", (document_pk,)
             ).fetchall()
             return self._with_children(conn, found)
 
     def segments_by_pk(self, segment_pks: Sequence[int]) -> dict[int, Segment]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(segment_pks)),),
@@ -497,7 +497,7 @@ class SqliteDify:
             return {s.pk: s for s in self._with_children(conn, found)}
 
     def get_segment(self, document_pk: int, uuid: str) -> Segment | None:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             found = conn.execute(
                 f"SELECT {SEGMENT_COLS} FROM segments WHERE document_pk = ? AND uuid = ?", (document_pk, uuid)
             ).fetchall()
@@ -519,7 +519,7 @@ class SqliteDify:
 
     def add_segments(self, ds: DataSource, document_pk: int, segments: Sequence[SegmentWrite]) -> list[int]:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             start = int(
                 conn.execute(
                     "SELECT coalesce(max(position), 0) FROM segments WHERE document_pk = ?", (document_pk,)
@@ -539,7 +539,7 @@ class SqliteDify:
         children: Sequence[ChildWrite] | None = None,
     ) -> None:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             if content is not None:
                 conn.execute(
                     "UPDATE segments SET content = ?, answer = ?, keywords = ?, hash = ?, word_count = ?, tokens = ?, "
@@ -567,12 +567,12 @@ class SqliteDify:
                 _insert_children(conn, segment_pk, doc_pk, children, now)
 
     def delete_segment(self, segment_pk: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return conn.execute("DELETE FROM segments WHERE id = ?", (segment_pk,)).rowcount > 0
 
     def add_child_chunk(self, segment: Segment, content: str) -> ChildChunk:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             position = int(
                 conn.execute(
                     "SELECT coalesce(max(position), 0) + 1 FROM child_chunks WHERE segment_pk = ?", (segment.pk,)
@@ -586,7 +586,7 @@ class SqliteDify:
         return child_row(row)
 
     def update_child_chunk(self, child_pk: int, content: str) -> ChildChunk:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "UPDATE child_chunks SET content = ?, word_count = ?, type = 'customized', updated_at = ? "
                 f"WHERE id = ? RETURNING {CHILD_COLS}",
@@ -597,13 +597,13 @@ class SqliteDify:
         return child_row(row)
 
     def delete_child_chunk(self, child_pk: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return conn.execute("DELETE FROM child_chunks WHERE id = ?", (child_pk,)).rowcount > 0
 
     def bump_hit_counts(self, segment_pks: Sequence[int]) -> None:
         if not segment_pks:
             return
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE segments SET hit_count = hit_count + 1 WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(segment_pks)),),
@@ -612,7 +612,7 @@ class SqliteDify:
     # --- metadata fields -----------------------------------------------------------------------------------------
     def create_metadata_field(self, ds: DataSource, name: str, type_: str) -> MetadataField:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "INSERT INTO metadata_fields (uuid, data_source_id, name, type, created_at) VALUES (?, ?, ?, ?, ?) "
                     "RETURNING id, uuid, data_source_id, name, type, created_at",
@@ -624,7 +624,7 @@ class SqliteDify:
 
     def list_metadata_fields(self, ds: DataSource) -> list[tuple[MetadataField, int]]:
         """Each field with the number of documents holding a value for it."""
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT f.id, f.uuid, f.data_source_id, f.name, f.type, f.created_at, "
             "(SELECT count(*) FROM documents d WHERE d.data_source_id = f.data_source_id "
             "AND EXISTS (SELECT 1 FROM json_each(d.doc_metadata) j WHERE j.key = f.name)) "
@@ -638,7 +638,7 @@ class SqliteDify:
     def rename_metadata_field(self, ds: DataSource, field: MetadataField, name: str) -> MetadataField:
         """Rename a field and the key of its values in every document of the data source."""
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 conn.execute("UPDATE metadata_fields SET name = ? WHERE id = ?", (name, field.pk))
                 for pk, meta in conn.execute(
                     "SELECT id, doc_metadata FROM documents WHERE data_source_id = ?", (ds.id,)
@@ -652,7 +652,7 @@ class SqliteDify:
         return MetadataField(field.pk, field.uuid, field.data_source_id, name, field.type, field.created_at)
 
     def delete_metadata_field(self, ds: DataSource, field: MetadataField) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM metadata_fields WHERE id = ?", (field.pk,))
             for pk, meta in conn.execute(
                 "SELECT id, doc_metadata FROM documents WHERE data_source_id = ?", (ds.id,)
@@ -673,7 +673,7 @@ class SqliteDify:
 
     def create_tag(self, workspace_id: int, name: str) -> DatasetTag:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO dataset_tags (uuid, workspace_id, name, created_at) VALUES (?, ?, ?, ?)",
                     (rows.new_uuid(), workspace_id, name, rows.now_ms()),
@@ -684,12 +684,12 @@ class SqliteDify:
         return self._tag(row)
 
     def list_tags(self, workspace_id: int) -> list[DatasetTag]:
-        cur = self.db.read().execute(self._TAG_SELECT + "WHERE t.workspace_id = ? ORDER BY t.id", (workspace_id,))
+        cur = self.engine.reader().execute(self._TAG_SELECT + "WHERE t.workspace_id = ? ORDER BY t.id", (workspace_id,))
         return [self._tag(r) for r in cur]
 
     def get_tag(self, workspace_id: int, uuid: str) -> DatasetTag | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(self._TAG_SELECT + "WHERE t.workspace_id = ? AND t.uuid = ?", (workspace_id, uuid))
             .fetchone()
         )
@@ -697,7 +697,7 @@ class SqliteDify:
 
     def rename_tag(self, tag: DatasetTag, name: str) -> DatasetTag:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 conn.execute("UPDATE dataset_tags SET name = ? WHERE id = ?", (name, tag.pk))
                 row = conn.execute(self._TAG_SELECT + "WHERE t.id = ?", (tag.pk,)).fetchone()
         except sqlite3.IntegrityError as exc:
@@ -705,25 +705,25 @@ class SqliteDify:
         return self._tag(row)
 
     def delete_tag(self, tag: DatasetTag) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM dataset_tags WHERE id = ?", (tag.pk,))
 
     def bind_tags(self, data_source_id: int, tag_pks: Sequence[int]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO dataset_tag_bindings (tag_pk, data_source_id, created_at) VALUES (?, ?, ?)",
                 [(pk, data_source_id, rows.now_ms()) for pk in tag_pks],
             )
 
     def unbind_tags(self, data_source_id: int, tag_pks: Sequence[int]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.executemany(
                 "DELETE FROM dataset_tag_bindings WHERE tag_pk = ? AND data_source_id = ?",
                 [(pk, data_source_id) for pk in tag_pks],
             )
 
     def tags_of_data_sources(self, data_source_ids: Sequence[int]) -> dict[int, list[DatasetTag]]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             self._TAG_SELECT.replace("FROM dataset_tags t ", ", b2.data_source_id FROM dataset_tags t ")
             + "JOIN dataset_tag_bindings b2 ON b2.tag_pk = t.id "
             "WHERE b2.data_source_id IN (SELECT value FROM json_each(?)) ORDER BY t.id",
@@ -736,7 +736,7 @@ class SqliteDify:
 
     # --- files ---------------------------------------------------------------------------------------------------
     def save_file(self, workspace_id: int, name: str, extension: str, mime_type: str, data: bytes) -> UploadedFile:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "INSERT INTO files (uuid, workspace_id, name, size, extension, mime_type, data, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, uuid, workspace_id, name, size, extension, mime_type, "
@@ -749,7 +749,7 @@ class SqliteDify:
 
     def chunk_segments(self, chunk_pks: Sequence[int]) -> dict[int, tuple[int | None, int | None]]:
         """The segment and child chunk each chunk indexes (None, None for Dust chunks)."""
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT id, segment_pk, child_pk FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(chunk_pks)),),
         )
@@ -757,10 +757,10 @@ class SqliteDify:
 
     def instance_secret(self, name: str) -> str:
         """A random secret of this installation, made on first use (every process of it sees the same one)."""
-        row = self.db.read().execute("SELECT value FROM instance_secrets WHERE name = ?", (name,)).fetchone()
+        row = self.engine.reader().execute("SELECT value FROM instance_secrets WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return str(row[0])
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO instance_secrets (name, value) VALUES (?, ?)", (name, secrets.token_hex(32))
             )
@@ -768,7 +768,7 @@ class SqliteDify:
 
     def get_file(self, workspace_id: int, uuid: str) -> tuple[UploadedFile, bytes] | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 "SELECT id, uuid, workspace_id, name, size, extension, mime_type, created_at, data FROM files "
                 "WHERE workspace_id = ? AND uuid = ?",
@@ -784,7 +784,7 @@ class SqliteDify:
         return f, bytes(row[8])
 
     def file_data(self, uuid: str) -> bytes | None:
-        row = self.db.read().execute("SELECT data FROM files WHERE uuid = ?", (uuid,)).fetchone()
+        row = self.engine.reader().execute("SELECT data FROM files WHERE uuid = ?", (uuid,)).fetchone()
         return None if row is None else bytes(row[0])
 
 

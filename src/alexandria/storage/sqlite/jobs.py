@@ -22,7 +22,7 @@ from alexandria.ingest.base import Vectors
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.sqlite.chunks import forget_segments, insert_chunks, write_document_row
-from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
 JOB_COLS = (
@@ -91,7 +91,7 @@ def queue_index_job(conn: sqlite3.Connection, ds: DataSource, doc: DocumentWrite
 class SqliteJobs:
     """Queue half of :class:`SqliteStore`."""
 
-    db: Database
+    engine: SqliteEngine
     vectors: VectorIndexes
 
     if TYPE_CHECKING:  # provided by SqliteStore
@@ -109,7 +109,7 @@ class SqliteJobs:
         ``run_after`` has come, and running jobs whose lease expired (their worker died). Bumps ``attempts``."""
         if limit <= 0:
             return []
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             ids = [
                 int(r[0])
                 for r in conn.execute(
@@ -138,7 +138,7 @@ class SqliteJobs:
         """Heartbeat: push the lease of those of ``job_ids`` that ``owner`` still holds; returns how many."""
         if not job_ids:
             return 0
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET lease_until = ? WHERE state = 'running' AND lease_owner = ? "
                 "AND id IN (SELECT value FROM json_each(?))",
@@ -148,12 +148,12 @@ class SqliteJobs:
 
     def complete_job(self, job: Job, owner: str, now_ms: int) -> bool:
         """Mark a job ``owner`` holds done (False if it no longer holds it, or it was finished already)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             return self._finish(conn, job.id, owner, JobState.DONE, None, now_ms)
 
     def retry_job(self, job: Job, owner: str, error: str, run_after: int, now_ms: int) -> bool:
         """Give a failed attempt back to the queue, to run again from ``run_after`` (the backoff)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'queued', error = ?, run_after = ?, lease_owner = NULL, lease_until = 0, "
                 "updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
@@ -164,7 +164,7 @@ class SqliteJobs:
     def fail_job(self, job: Job, owner: str, error: str, now_ms: int) -> bool:
         """Give up on a job. An index job's document, if still at the job's version, ends ``failed`` with ``error``
         (in the same transaction: a document is never left ``pending`` without a live job)."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             if not self._finish(conn, job.id, owner, JobState.FAILED, error, now_ms):
                 return False
             if job.kind == INDEX_DOCUMENT and job.data_source_id is not None:
@@ -192,32 +192,32 @@ class SqliteJobs:
     def running_count(self, ds: DataSource) -> int:
         """Queued and running jobs of a data source (Dust's ``check_upsert_queue`` ``running_count``)."""
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT count(*) FROM jobs WHERE data_source_id = ? AND {LIVE}", (ds.id,))
             .fetchone()
         )
         return int(row[0])
 
     def get_job(self, job_id: int) -> Job | None:
-        row = self.db.read().execute(f"SELECT {JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.engine.reader().execute(f"SELECT {JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return job_from_row(row) if row else None
 
     def list_jobs(self, data_source_id: int) -> list[Job]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {JOB_COLS} FROM jobs WHERE data_source_id = ? ORDER BY id", (data_source_id,)
         )
         return [job_from_row(r) for r in cur]
 
     def lease_owners(self) -> list[str]:
         """Distinct owners of running jobs (to release those of workers known dead)."""
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT DISTINCT lease_owner FROM jobs WHERE state = 'running' AND lease_owner IS NOT NULL"
         )
         return sorted(str(r[0]) for r in cur)
 
     def release_leases(self, owner: str, now_ms: int) -> int:
         """Requeue, ready now, every job ``owner`` holds (its worker stopped or died); attempts are kept."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = 0, run_after = ?, updated_at = ? "
                 "WHERE state = 'running' AND lease_owner = ?",
@@ -227,7 +227,7 @@ class SqliteJobs:
 
     def prune_jobs(self, finished_before_ms: int) -> int:
         """Delete done and failed jobs last updated before ``finished_before_ms``."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ?", (finished_before_ms,)
             )
@@ -239,7 +239,7 @@ class SqliteJobs:
         Queued jobs of older versions are retired. Returns the job, or None when the same version is already
         indexed or already queued (nothing to do). The chunks (and ``chunk_count``) stay the previous version's
         until the job runs."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             old = conn.execute(
                 "SELECT id, hash, index_state FROM documents WHERE data_source_id = ? AND document_id = ?",
                 (ds.id, doc.document_id),
@@ -261,7 +261,7 @@ class SqliteJobs:
 
     def document_index_info(self, ds: DataSource, document_id: str) -> DocumentIndexInfo | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 "SELECT id, data_source_id, document_id, hash, section, index_state, index_error, chunk_count "
                 "FROM documents WHERE data_source_id = ? AND document_id = ?",
@@ -297,7 +297,7 @@ class SqliteJobs:
         index = self.vectors.get(ds.id, ds.dim)
         fts = quote_ident(f"fts_{int(ds.id)}")
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 self._finish(conn, job.id, None, JobState.DONE, None, now_ms)
                 old = conn.execute(
                     "SELECT id, hash, index_state FROM documents WHERE data_source_id = ? AND document_id = ?",

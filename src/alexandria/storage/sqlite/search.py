@@ -13,7 +13,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ScoredId
-from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
@@ -103,7 +103,7 @@ def compile_filters(filters: FilterSet, doc: str, params: list[object]) -> str:
 class SqliteSearch:
     """Search half of :class:`SqliteStore` (kept apart to keep modules small)."""
 
-    db: Database
+    engine: SqliteEngine
     vectors: VectorIndexes
     exact_max: int
 
@@ -125,7 +125,7 @@ class SqliteSearch:
                 f"JOIN documents d ON d.id = c.document_pk WHERE {fts} MATCH ? AND {where} ORDER BY rank LIMIT ?"
             )
         params.append(k)
-        return [ScoredId(int(r[0]), float(r[1])) for r in self.db.read().execute(sql, params)]
+        return [ScoredId(int(r[0]), float(r[1])) for r in self.engine.reader().execute(sql, params)]
 
     def keyword_score_bound(self, ds: DataSource, query: str) -> float:
         """:func:`bm25_bound` for the query's terms in this data source (0.0 when it has none): dividing a keyword
@@ -134,7 +134,7 @@ class SqliteSearch:
         if not terms:
             return 0.0
         fts = quote_ident(f"fts_{int(ds.id)}")
-        conn = self.db.read()
+        conn = self.engine.reader()
         total = int(conn.execute("SELECT count(*) FROM chunks WHERE data_source_id = ?", (ds.id,)).fetchone()[0])
         freqs = [
             int(conn.execute(f"SELECT count(*) FROM {fts} WHERE {fts} MATCH ?", (_quoted(t),)).fetchone()[0])
@@ -157,10 +157,14 @@ class SqliteSearch:
     def _ensure_index(self, ds: DataSource) -> None:
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
-            row = self.db.read().execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+            row = (
+                self.engine.reader()
+                .execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,))
+                .fetchone()
+            )
             version = int(row[0]) if row else 0
             if index.version != version:
-                with self.db.snapshot() as conn:
+                with self.engine.snapshot() as conn:
                     row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
                     index.reconcile(conn, ds.id, int(row[0]) if row else 0)
 
@@ -178,7 +182,7 @@ class SqliteSearch:
         where = compile_filters(filters, "d", params)
         candidates = [
             int(r[0])
-            for r in self.db.read().execute(
+            for r in self.engine.reader().execute(
                 "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_pk "
                 f"WHERE c.data_source_id = ? AND {where}",
                 params,
@@ -206,7 +210,7 @@ class SqliteSearch:
         params: list[object] = [ds.id]
         where = compile_filters(filters, "d", params)
         params.append(limit)
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT d.id FROM documents d WHERE d.data_source_id = ? AND {where} "
             "ORDER BY d.timestamp DESC, d.id DESC LIMIT ?",
             params,

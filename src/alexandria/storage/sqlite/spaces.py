@@ -20,7 +20,7 @@ from alexandria.domain.models import (
 from alexandria.errors import AlreadyExists, NotFound
 from alexandria.storage import rows
 from alexandria.storage.base import FolderWrite
-from alexandria.storage.sqlite.db import Database
+from alexandria.storage.sqlite.db import SqliteEngine
 
 GLOBAL_GROUP_NAME = "Workspace"
 SYSTEM_SPACE_NAME = "Connection Admin"
@@ -65,11 +65,11 @@ def insert_view(
 
 
 class SqliteSpaces:
-    db: Database
+    engine: SqliteEngine
 
     # --- spaces and groups ---------------------------------------------------------------------------------------
     def ensure_system_space(self, workspace: Workspace) -> Space:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? AND kind = 'system'", (workspace.id,)
             ).fetchone()
@@ -87,7 +87,7 @@ class SqliteSpaces:
         """A regular space attached to ``group_ids`` (and to the global group when ``open_to_all``)."""
         now = rows.now_ms()
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO spaces (sid, workspace_id, kind, name, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -107,7 +107,7 @@ class SqliteSpaces:
 
     def create_group(self, workspace_id: int, name: str) -> Group:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO groups (sid, workspace_id, name, kind, created_at) VALUES (?, ?, ?, 'regular', ?)",
                     (rows.new_sid("grp"), workspace_id, name, rows.now_ms()),
@@ -118,16 +118,16 @@ class SqliteSpaces:
         return rows.group(row)
 
     def list_groups(self, workspace_id: int) -> list[Group]:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             ensure_global_group(conn, workspace_id)
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {rows.GROUP_COLS} FROM groups WHERE workspace_id = ? ORDER BY id", (workspace_id,)
         )
         return [rows.group(r) for r in cur]
 
     def get_group(self, workspace_id: int, sid_or_name: str) -> Group | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.GROUP_COLS} FROM groups WHERE workspace_id = ? AND (sid = ? OR name = ?) "
                 "ORDER BY sid = ? DESC LIMIT 1",
@@ -138,18 +138,18 @@ class SqliteSpaces:
         return rows.group(row) if row else None
 
     def add_key_to_group(self, group_id: int, api_key_id: int) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO group_keys (group_id, api_key_id) VALUES (?, ?)", (group_id, api_key_id)
             )
 
     def remove_key_from_group(self, group_id: int, api_key_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM group_keys WHERE group_id = ? AND api_key_id = ?", (group_id, api_key_id))
         return cur.rowcount > 0
 
     def set_space_groups(self, space_id: int, group_ids: Sequence[int]) -> None:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute("DELETE FROM space_groups WHERE space_id = ?", (space_id,))
             conn.executemany(
                 "INSERT INTO space_groups (space_id, group_id) VALUES (?, ?)", [(space_id, g) for g in set(group_ids)]
@@ -159,9 +159,9 @@ class SqliteSpaces:
     def key_group_sids(self, workspace_id: int, api_key_id: int | None) -> list[str]:
         """Group sIds of a key plus the global group; every group of the workspace when ``api_key_id`` is None."""
         if api_key_id is None:
-            cur = self.db.read().execute("SELECT sid FROM groups WHERE workspace_id = ?", (workspace_id,))
+            cur = self.engine.reader().execute("SELECT sid FROM groups WHERE workspace_id = ?", (workspace_id,))
         else:
-            cur = self.db.read().execute(
+            cur = self.engine.reader().execute(
                 "SELECT g.sid FROM groups g WHERE g.workspace_id = ? AND (g.kind = 'global' OR g.id IN "
                 "(SELECT group_id FROM group_keys WHERE api_key_id = ?))",
                 (workspace_id, api_key_id),
@@ -169,13 +169,13 @@ class SqliteSpaces:
         return [str(r[0]) for r in cur]
 
     def list_api_keys(self, workspace_id: int) -> list[ApiKey]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE workspace_id = ? ORDER BY id", (workspace_id,)
         )
         return [rows.api_key(r) for r in cur]
 
     def disable_api_key(self, workspace_id: int, api_key_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE api_keys SET disabled_at = ? WHERE id = ? AND workspace_id = ? AND disabled_at IS NULL",
                 (rows.now_ms(), api_key_id, workspace_id),
@@ -185,7 +185,7 @@ class SqliteSpaces:
     # --- data source views ---------------------------------------------------------------------------------------
     def create_view(self, ds: DataSource, space_id: int, parents_in: Sequence[str]) -> DataSourceView:
         """A custom view of ``ds`` in space ``space_id`` exposing the nodes under ``parents_in``."""
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             view_id = insert_view(conn, ds.workspace_id, space_id, ds.id, ViewKind.CUSTOM, parents_in)
             row = conn.execute(f"SELECT {rows.VIEW_COLS} FROM data_source_views WHERE id = ?", (view_id,)).fetchone()
         return rows.view(row)
@@ -196,11 +196,11 @@ class SqliteSpaces:
         if space_id is not None:
             sql += " AND space_id = ?"
             params.append(space_id)
-        return [rows.view(r) for r in self.db.read().execute(sql + " ORDER BY id", params)]
+        return [rows.view(r) for r in self.engine.reader().execute(sql + " ORDER BY id", params)]
 
     def get_view(self, workspace_id: int, sid: str) -> DataSourceView | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.VIEW_COLS} FROM data_source_views WHERE workspace_id = ? AND sid = ?",
                 (workspace_id, sid),
@@ -210,7 +210,7 @@ class SqliteSpaces:
         return rows.view(row) if row else None
 
     def update_view_parents(self, view_id: int, parents_in: Sequence[str]) -> DataSourceView:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE data_source_views SET parents_in = ?, updated_at = ? WHERE id = ? AND kind = 'custom'",
                 (json.dumps(list(parents_in)), rows.now_ms(), view_id),
@@ -221,13 +221,13 @@ class SqliteSpaces:
         return rows.view(row)
 
     def delete_view(self, view_id: int) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM data_source_views WHERE id = ? AND kind = 'custom'", (view_id,))
         return cur.rowcount > 0
 
     def get_data_source_by_id(self, data_source_id: int) -> DataSource | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {rows.DATA_SOURCE_COLS} FROM data_sources WHERE id = ?", (data_source_id,))
             .fetchone()
         )
@@ -242,7 +242,7 @@ class SqliteSpaces:
             "folder_id IN (SELECT value FROM json_each(?))"
         )
         params: list[object] = [ds.id, wanted, ds.id, wanted]
-        conn = self.db.read()
+        conn = self.engine.reader()
         has_tables = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tables'").fetchone()
         if has_tables:
             sql += " UNION SELECT table_id FROM tables WHERE data_source_id = ? AND table_id IN " + (
@@ -254,7 +254,7 @@ class SqliteSpaces:
     # --- folders -------------------------------------------------------------------------------------------------
     def upsert_folder(self, ds: DataSource, folder: FolderWrite) -> Folder:
         now = rows.now_ms()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "INSERT INTO folders (data_source_id, folder_id, title, parents, parent_id, mime_type, source_url, "
                 "provider_visibility, timestamp, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -284,7 +284,7 @@ class SqliteSpaces:
 
     def get_folder(self, ds: DataSource, folder_id: str) -> Folder | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.FOLDER_COLS} FROM folders WHERE data_source_id = ? AND folder_id = ?",
                 (ds.id, folder_id),
@@ -294,12 +294,12 @@ class SqliteSpaces:
         return rows.folder(row) if row else None
 
     def list_folders(self, ds: DataSource) -> list[Folder]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {rows.FOLDER_COLS} FROM folders WHERE data_source_id = ? ORDER BY folder_id", (ds.id,)
         )
         return [rows.folder(r) for r in cur]
 
     def delete_folder(self, ds: DataSource, folder_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM folders WHERE data_source_id = ? AND folder_id = ?", (ds.id, folder_id))
         return cur.rowcount > 0

@@ -16,8 +16,10 @@ from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
+from alexandria.storage.database import Database
+from alexandria.storage.sqlite.chunk_index import SqliteChunkIndex
 from alexandria.storage.sqlite.chunks import drop_files_of, forget_segments, insert_chunks, write_document_row
-from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.dify import SqliteDify
 from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
 from alexandria.storage.sqlite.search import SqliteSearch
@@ -39,21 +41,23 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
 
 class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDify, SqliteTransfer):
     def __init__(self, path: Path, settings: Settings) -> None:
-        self.db = Database(path)
+        self.engine = SqliteEngine(path)
         self.vectors = VectorIndexes(
             path.parent / "vectors",
             HnswParams(settings.hnsw_connectivity, settings.hnsw_expansion_add, settings.hnsw_expansion_search),
         )
         self.exact_max = settings.exact_search_max_candidates
+        self.db = Database(self.engine)
+        self.index = SqliteChunkIndex(self.db, self.vectors)
 
     def close(self) -> None:
         self.vectors.save_all()
-        self.db.close()
+        self.engine.close()
 
     # --- catalog -------------------------------------------------------------------------------------------------
     def create_workspace(self, sid: str, name: str) -> Workspace:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO workspaces (sid, name, created_at) VALUES (?, ?, ?)", (sid, name, rows.now_ms())
                 )
@@ -65,19 +69,23 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         return rows.workspace(row)
 
     def get_workspace(self, sid: str) -> Workspace | None:
-        row = self.db.read().execute(f"SELECT {rows.WORKSPACE_COLS} FROM workspaces WHERE sid = ?", (sid,)).fetchone()
+        row = (
+            self.engine.reader()
+            .execute(f"SELECT {rows.WORKSPACE_COLS} FROM workspaces WHERE sid = ?", (sid,))
+            .fetchone()
+        )
         return rows.workspace(row) if row else None
 
     def get_workspace_by_id(self, workspace_id: int) -> Workspace | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {rows.WORKSPACE_COLS} FROM workspaces WHERE id = ?", (workspace_id,))
             .fetchone()
         )
         return rows.workspace(row) if row else None
 
     def ensure_global_space(self, workspace: Workspace) -> Space:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? AND kind = 'global'", (workspace.id,)
             ).fetchone()
@@ -97,7 +105,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
 
     def global_space(self, workspace_id: int) -> Space | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? AND kind = 'global'", (workspace_id,)
             )
@@ -106,21 +114,21 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         return rows.space(row) if row else None
 
     def list_spaces(self, workspace_id: int) -> list[Space]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? ORDER BY id", (workspace_id,)
         )
         return [rows.space(r) for r in cur]
 
     def get_space(self, workspace_id: int, sid: str) -> Space | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE workspace_id = ? AND sid = ?", (workspace_id, sid))
             .fetchone()
         )
         return rows.space(row) if row else None
 
     def get_space_by_id(self, space_id: int) -> Space | None:
-        row = self.db.read().execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE id = ?", (space_id,)).fetchone()
+        row = self.engine.reader().execute(f"SELECT {rows.SPACE_COLS} FROM spaces WHERE id = ?", (space_id,)).fetchone()
         return rows.space(row) if row else None
 
     def create_data_source(
@@ -136,7 +144,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         dify: Mapping[str, Any] | None = None,
     ) -> DataSource:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 cur = conn.execute(
                     "INSERT INTO data_sources (sid, core_id, workspace_id, space_id, name, description, embedder, "
                     "dim, chunk_size, created_at, connector_provider, uuid, dify, updated_at) "
@@ -179,11 +187,11 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         if space_id is not None:
             sql += " AND space_id = ?"
             params.append(space_id)
-        return [rows.data_source(r) for r in self.db.read().execute(sql + " ORDER BY id", params)]
+        return [rows.data_source(r) for r in self.engine.reader().execute(sql + " ORDER BY id", params)]
 
     def get_data_source(self, workspace_id: int, sid_or_name: str) -> DataSource | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 f"SELECT {rows.DATA_SOURCE_COLS} FROM data_sources WHERE workspace_id = ? AND (sid = ? OR name = ?) "
                 "ORDER BY sid = ? DESC LIMIT 1",
@@ -202,7 +210,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         prefix: str,
         data_source_id: int | None = None,
     ) -> ApiKey:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "INSERT INTO api_keys (workspace_id, name, role, key_hash, prefix, created_at, data_source_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -213,7 +221,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
 
     def get_api_key(self, key_hash: str) -> ApiKey | None:
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {rows.API_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,))
             .fetchone()
         )
@@ -223,7 +231,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
     def get_document(self, ds: DataSource, document_id: str, with_text: bool) -> Document | None:
         cols = rows.DOCUMENT_COLS + (", text" if with_text else "")
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(f"SELECT {cols} FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, document_id))
             .fetchone()
         )
@@ -234,7 +242,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
     def list_documents(
         self, ds: DataSource, document_ids: Sequence[str] | None, limit: int, offset: int
     ) -> tuple[list[Document], int]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             total = int(conn.execute("SELECT count(*) FROM documents WHERE data_source_id = ?", (ds.id,)).fetchone()[0])
             sql = f"SELECT {rows.DOCUMENT_COLS} FROM documents WHERE data_source_id = ?"
             params: list[object] = [ds.id]
@@ -249,7 +257,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
     def document_hash(self, ds: DataSource, document_id: str) -> str | None:
         """The hash of the document's content if that content is indexed (None if missing, pending or failed)."""
         row = (
-            self.db.read()
+            self.engine.reader()
             .execute(
                 "SELECT hash FROM documents WHERE data_source_id = ? AND document_id = ? AND index_state = 'indexed'",
                 (ds.id, document_id),
@@ -259,7 +267,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         return str(row[0]) if row else None
 
     def vectors_by_chunk_hash(self, ds: DataSource, document_id: str) -> dict[str, Vectors]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT c.hash, c.vector FROM chunks c JOIN documents d ON d.id = c.document_pk "
             "WHERE d.data_source_id = ? AND d.document_id = ?",
             (ds.id, document_id),
@@ -277,7 +285,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         index = self.vectors.get(ds.id, ds.dim)
         fts = fts_table(ds.id)
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 prev_version = self._vector_version(conn, ds.id)
                 now = rows.now_ms()
                 counts = {"chunk_count": len(chunks), "token_count": doc.token_count}
@@ -300,7 +308,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
     def delete_document(self, ds: DataSource, document_id: str) -> bool:
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 row = conn.execute(
                     "SELECT id FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, document_id)
                 ).fetchone()
@@ -318,7 +326,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         return True
 
     def update_parents(self, ds: DataSource, document_id: str, parents: Sequence[str], parent_id: str | None) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             row = conn.execute(
                 "SELECT id FROM documents WHERE data_source_id = ? AND document_id = ?", (ds.id, document_id)
             ).fetchone()
@@ -359,14 +367,14 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
     def load_chunks(self, chunk_pks: Sequence[int]) -> dict[int, StoredChunk]:
         if not chunk_pks:
             return {}
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT id, document_pk, chunk_offset, text, hash FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(chunk_pks)),),
         )
         return {int(r[0]): StoredChunk(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in cur}
 
     def chunks_of_documents(self, document_pks: Sequence[int]) -> list[StoredChunk]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT id, document_pk, chunk_offset, text, hash FROM chunks WHERE document_pk IN "
             "(SELECT value FROM json_each(?)) ORDER BY document_pk, chunk_offset",
             (json.dumps(list(document_pks)),),
@@ -374,7 +382,7 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
         return [StoredChunk(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in cur]
 
     def chunks_at_offsets(self, document_pk: int, offsets: Sequence[int]) -> dict[int, StoredChunk]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT id, document_pk, chunk_offset, text, hash FROM chunks WHERE document_pk = ? AND chunk_offset IN "
             "(SELECT value FROM json_each(?))",
             (document_pk, json.dumps(list(offsets))),
@@ -383,13 +391,13 @@ class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDi
 
     def documents_by_pk(self, pks: Sequence[int], with_text: bool) -> dict[int, Document]:
         cols = rows.DOCUMENT_COLS + (", text" if with_text else "")
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {cols} FROM documents WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(pks)),)
         )
         return {int(r[0]): rows.document(r, text=str(r[rows.DOCUMENT_TEXT_AT]) if with_text else None) for r in cur}
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             "SELECT id, vector FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(chunk_pks)),),
         )

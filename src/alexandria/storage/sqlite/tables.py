@@ -18,7 +18,7 @@ from dataclasses import replace
 from alexandria.domain.models import DataSource
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, Table, TableRow, TableWrite
 from alexandria.storage import rows as rowmap
-from alexandria.storage.sqlite.db import Database
+from alexandria.storage.sqlite.db import SqliteEngine
 from alexandria.storage.sqlite.sql import QueryEngine
 from alexandria.tables.errors import TableNameNotUnique, TableNotFound
 from alexandria.tables.schema import SchemaBuilder, from_rows, schema_from_json, schema_to_json
@@ -67,7 +67,7 @@ def _not_found(table_id: str) -> TableNotFound:
 class SqliteTables:
     """Tables half of :class:`SqliteStore`."""
 
-    db: Database
+    engine: SqliteEngine
 
     # --- tables --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -92,7 +92,7 @@ class SqliteTables:
             write.remote_database_table_id,
             write.remote_database_secret_id,
         )
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             clash = conn.execute(
                 "SELECT table_id FROM data_tables WHERE data_source_id = ? AND name = ? AND table_id != ?",
                 (ds.id, write.name, write.table_id),
@@ -120,23 +120,23 @@ class SqliteTables:
         return table
 
     def get_table(self, ds: DataSource, table_id: str) -> Table | None:
-        return self._table(self.db.read(), ds, table_id)
+        return self._table(self.engine.reader(), ds, table_id)
 
     def list_tables(self, ds: DataSource) -> list[Table]:
-        cur = self.db.read().execute(
+        cur = self.engine.reader().execute(
             f"SELECT {TABLE_COLS} FROM data_tables WHERE data_source_id = ? ORDER BY id", (ds.id,)
         )
         return [table_from_row(r) for r in cur]
 
     def delete_table(self, ds: DataSource, table_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute("DELETE FROM data_tables WHERE data_source_id = ? AND table_id = ?", (ds.id, table_id))
             return cur.rowcount > 0
 
     def update_table_parents(
         self, ds: DataSource, table_id: str, parents: Sequence[str], parent_id: str | None
     ) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             cur = conn.execute(
                 "UPDATE data_tables SET parents = ?, parent_id = ?, updated = ? WHERE data_source_id = ? "
                 "AND table_id = ?",
@@ -148,7 +148,7 @@ class SqliteTables:
     def upsert_table_rows(self, ds: DataSource, table_id: str, rows: Sequence[TableRow], truncate: bool) -> Table:
         unique = dedupe_rows(list(rows))
         encoded = [(r.row_id, _dumps(r.value)) for r in unique]
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -202,7 +202,7 @@ class SqliteTables:
     def refresh_table_schema(self, ds: DataSource, table_id: str) -> Table:
         """The table with an exact schema: recomputed from all its rows if stale (and stored, unless the rows
         changed meanwhile)."""
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -212,7 +212,7 @@ class SqliteTables:
             for (value,) in conn.execute("SELECT value FROM table_rows WHERE table_pk = ? ORDER BY id", (table.pk,)):
                 builder.add_row(json.loads(value))
             schema = builder.columns()
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             conn.execute(
                 "UPDATE data_tables SET schema = ?, schema_stale = 0 WHERE id = ? AND rows_version = ? "
                 "AND schema_stale = 1",
@@ -221,7 +221,7 @@ class SqliteTables:
         return replace(table, schema=schema, schema_stale=False)
 
     def list_table_rows(self, ds: DataSource, table_id: str, limit: int, offset: int) -> tuple[list[TableRow], int]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -234,7 +234,7 @@ class SqliteTables:
         return found, total
 
     def get_table_row(self, ds: DataSource, table_id: str, row_id: str) -> TableRow | None:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -244,7 +244,7 @@ class SqliteTables:
         return TableRow(str(row[0]), json.loads(row[1])) if row else None
 
     def delete_table_row(self, ds: DataSource, table_id: str, row_id: str) -> bool:
-        with self.db.write() as conn:
+        with self.engine.write() as conn:
             table = self._table(conn, ds, table_id)
             if table is None:
                 raise _not_found(table_id)
@@ -264,7 +264,7 @@ class SqliteTables:
             with _ENGINE_LOCK:
                 engine = self.__dict__.get("_sql_engine")
                 if engine is None:
-                    engine = QueryEngine(self.db.path)
+                    engine = QueryEngine(self.engine.path)
                     self.__dict__["_sql_engine"] = engine
                     # the cached in-memory databases are closed with the store (or when it is collected)
                     weakref.finalize(self, engine.close)

@@ -20,7 +20,7 @@ from alexandria.ingest.base import Vectors
 from alexandria.storage import rows as rowutil
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.sqlite.chunks import insert_chunks
-from alexandria.storage.sqlite.db import Database, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
 # As SqliteStore.create_data_source makes it (tests/unit/test_transfer.py compares the two).
@@ -83,7 +83,7 @@ class _Import:
 class SqliteTransfer:
     """Export/import half of :class:`SqliteStore`."""
 
-    db: Database
+    engine: SqliteEngine
     vectors: VectorIndexes
 
     if TYPE_CHECKING:  # provided by SqliteStore's other mixins
@@ -92,12 +92,12 @@ class SqliteTransfer:
         def get_data_source_by_id(self, data_source_id: int) -> DataSource | None: ...
 
     def iter_workspace_rows(self, workspace_sid: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        with self.db.snapshot() as conn:
+        with self.engine.snapshot() as conn:
             yield from transfer.export_rows(_Export(conn), workspace_sid)
 
     def import_rows(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> Workspace:
         try:
-            with self.db.write() as conn:
+            with self.engine.write() as conn:
                 session = _Import(conn)
                 workspace = transfer.import_rows(session, rows, rowutil.now_ms())
         except sqlite3.IntegrityError as exc:
