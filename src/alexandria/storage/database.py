@@ -43,6 +43,7 @@ class Dialect:
     _seq: Callable[[Sequence[Any]], object]
     _json_text: Callable[[str, tuple[str, ...]], str]
     _json_number: Callable[[str, tuple[str, ...]], str]
+    _json_flag: Callable[[str, tuple[str, ...]], str]
 
     def any_of(self, column: str) -> str:
         """``column`` equals one of a list bound as one parameter (see :meth:`seq`)."""
@@ -59,6 +60,10 @@ class Dialect:
     def json_number(self, column: str, *path: str) -> str:
         """The number at ``path`` inside a JSON column (NULL where missing or not a number)."""
         return self._json_number(column, path)
+
+    def json_flag(self, column: str, *path: str) -> str:
+        """A condition: the value at ``path`` inside a JSON column is true (false where missing)."""
+        return self._json_flag(column, path)
 
 
 class Engine(Protocol):

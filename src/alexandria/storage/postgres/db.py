@@ -81,6 +81,7 @@ POSTGRES = Dialect(
         f"(CASE WHEN jsonb_typeof({column} #> {_json_path(path)}) = 'number' "
         f"THEN ({column} #>> {_json_path(path)})::numeric END)"
     ),
+    _json_flag=lambda column, path: f"coalesce(({column} #>> {_json_path(path)})::boolean, false)",
 )
 
 

@@ -34,6 +34,7 @@ SQLITE = Dialect(
         f"(CASE WHEN json_type({column}, {_json_path(path)}) IN ('integer', 'real') "
         f"THEN json_extract({column}, {_json_path(path)}) END)"
     ),
+    _json_flag=lambda column, path: f"coalesce(json_extract({column}, {_json_path(path)}), 0) = 1",
 )
 
 
