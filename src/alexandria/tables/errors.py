@@ -32,3 +32,47 @@ class QueryFailed(InvalidRequest):
     ``query_timeout``."""
 
     code = "query_execution_error"
+
+    # --- the refusals both SQL engines give, worded once (Dust's messages) ---------------------------------------
+    @classmethod
+    def execution(cls, message: str) -> QueryFailed:
+        return cls(message, code="query_execution_error")
+
+    @classmethod
+    def error(cls, detail: object) -> QueryFailed:
+        return cls.execution(f"Query execution error: {detail}")
+
+    @classmethod
+    def not_single_statement(cls) -> QueryFailed:
+        return cls.execution("Query must contain a single statement.")
+
+    @classmethod
+    def not_a_select(cls) -> QueryFailed:
+        return cls.execution("Query must contain a single read-only SELECT statement.")
+
+    @classmethod
+    def not_loadable(cls, detail: str) -> QueryFailed:
+        return cls.execution(f"Cannot load the tables: {detail}")
+
+    @classmethod
+    def too_many_rows(cls, max_rows: int) -> QueryFailed:
+        return cls(
+            f"The query returned more than {max_rows} rows. Aggregate the data or add a LIMIT.",
+            code="too_many_result_rows",
+        )
+
+    @classmethod
+    def too_large(cls, max_bytes: int) -> QueryFailed:
+        return cls.execution(f"The query result is larger than {max_bytes} bytes.")
+
+    @classmethod
+    def timed_out(cls, timeout_ms: int) -> QueryFailed:
+        return cls(f"Query execution timed out after {timeout_ms} ms.", code="query_timeout")
+
+    @classmethod
+    def blob_not_utf8(cls, column: str) -> QueryFailed:
+        return cls.execution(f"Column `{column}` holds a BLOB that is not valid UTF-8.")
+
+    @classmethod
+    def not_read_only(cls, what: str) -> QueryFailed:
+        return cls.execution(f"Query must be read-only and use only the given tables: {what} is not allowed.")

@@ -21,13 +21,11 @@ import psycopg
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
+from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, query_terms
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.chunk_index import TS_CONFIG
 from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
-from alexandria.storage.sqlite.search import BM25_K1, bm25_bound, query_terms
-
-BM25_B = 0.75
 
 
 def _in_list(values: tuple[str, ...], table: str, key: str, negate: bool, params: list[object]) -> str:

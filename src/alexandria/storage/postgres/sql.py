@@ -47,7 +47,6 @@ import datetime as dt
 import json
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -58,12 +57,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, TableColumn
-from alexandria.errors import StorageError
+from alexandria.domain.tables import QueryLimits, QueryTable, RowValue, TableColumn
 from alexandria.storage import rows as rowmap
-from alexandria.storage.query_cache import CachedEngine, CacheKey
+from alexandria.storage.query_cache import CachedDatabase, CachedEngine, CacheKey
 from alexandria.tables.errors import QueryFailed, TableNotFound
-from alexandria.tables.schema import I64_MAX, I64_MIN, SchemaBuilder, from_rows, schema_from_json
+from alexandria.tables.schema import I64_MAX, I64_MIN, SchemaBuilder, schema_from_json
 
 SANDBOX_ROLE = "alexandria_sql"
 SQL_TYPES = {"int": "bigint", "float": "double precision", "text": "text", "bool": "boolean", "datetime": "timestamp"}
@@ -93,10 +91,6 @@ _NO_SUCH = (
     (re.compile(r"^function (.*?)\(.*\) does not exist$"), "function"),
 )
 _WORD = re.compile(r"[A-Za-z_]+")
-
-
-def _fail(code: str, message: str) -> QueryFailed:
-    return QueryFailed(message, code=code)
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -139,23 +133,12 @@ class _Exposed:
     columns: tuple[str, ...]  # exposed column names; the temporary table's are c0, c1...
 
 
-class _Database:
+class _Database(CachedDatabase):
     """One cached connection holding the temporary tables of one set of tables."""
 
     def __init__(self, conn: psycopg.Connection, tables: tuple[_Exposed, ...]) -> None:
-        self.conn = conn
+        super().__init__(conn)
         self.tables = tables
-        self.lock = threading.Lock()
-        self.retired = False
-
-    def retire(self) -> None:
-        """Close now if idle, else when the running query ends."""
-        self.retired = True
-        if self.lock.acquire(blocking=False):
-            try:
-                self.conn.close()
-            finally:
-                self.lock.release()
 
 
 class PgQueryEngine(CachedEngine[_Database]):
@@ -222,8 +205,7 @@ class PgQueryEngine(CachedEngine[_Database]):
         """Refuse to go on unless the role is locked down (checked on every new connection: a few ms)."""
         problems = self.sandbox_problems(conn)
         if problems:
-            raise _fail(
-                "query_execution_error",
+            raise QueryFailed.execution(
                 "SQL over tables is disabled: the database's query sandbox is not locked down ("
                 + "; ".join(problems)
                 + "). Apply the PostgreSQL migrations as a superuser.",
@@ -294,45 +276,16 @@ class PgQueryEngine(CachedEngine[_Database]):
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(temp)))
         return version, _Exposed(qt.name, temp, tuple(c.name for c in columns))
 
-    def database(self, tables: Sequence[QueryTable], capacity: int) -> _Database:
-        key = self._key(tables)
-        entry = self._get(key)
-        if entry is not None:
-            return entry
-        with self._build_lock:
-            entry = self._get(key)
-            if entry is not None:
-                return entry
-            try:
-                built_key, entry = self._build(tables)
-            except psycopg.Error as exc:
-                raise _fail("query_execution_error", f"Cannot load the tables: {_message(exc)}") from exc
-            self._put(built_key, entry, capacity)
-            return entry
+    def _load_error(self, exc: Exception) -> str | None:
+        return _message(exc) if isinstance(exc, psycopg.Error) else None
+
+    def _connection_lost(self, entry: _Database, exc: Exception) -> bool:
+        if isinstance(exc, psycopg.Error):
+            self._drop(entry)
+            return True
+        return False
 
     # --- query ---------------------------------------------------------------------------------------------------
-    def query(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
-        retried = False
-        while True:
-            entry = self.database(tables, limits.cached_databases)
-            with entry.lock:
-                if entry.retired:  # evicted between lookup and lock: build or find another
-                    entry.conn.close()
-                    continue
-                try:
-                    rows = self._run(entry, query, limits)
-                except psycopg.Error as exc:  # the connection is gone (server restart, idle timeout…): rebuild once
-                    self._drop(entry)
-                    if retried:
-                        raise StorageError(f"PostgreSQL error: {exc}") from exc
-                    retried = True
-                    continue
-                finally:
-                    if entry.retired:  # evicted while running: retire() left the closing to us
-                        entry.conn.close()
-            break
-        return QueryResult(from_rows(rows), rows)
-
     @staticmethod
     def _setup(entry: _Database, limits: QueryLimits) -> sql.Composed:
         """The statements that open the sandbox of one query (run in its transaction, before the client's text)."""
@@ -362,11 +315,11 @@ class PgQueryEngine(CachedEngine[_Database]):
         conn = entry.conn
         prefix = f"DECLARE {CURSOR} NO SCROLL CURSOR FOR "
         if "\x00" in query:  # libpq would cut the text there
-            raise _fail("query_execution_error", "Query execution error: the query contains a null character")
+            raise QueryFailed.error("the query contains a null character")
         try:
             text = (prefix + query).encode()
         except UnicodeEncodeError as exc:
-            raise _fail("query_execution_error", f"Query execution error: {exc.reason}") from exc
+            raise QueryFailed.error(exc.reason) from exc
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(self._setup(entry, limits))
@@ -378,18 +331,18 @@ class PgQueryEngine(CachedEngine[_Database]):
         except QueryFailed:
             raise
         except psycopg.errors.QueryCanceled as exc:
-            raise _fail("query_timeout", f"Query execution timed out after {limits.timeout_ms} ms.") from exc
+            raise QueryFailed.timed_out(limits.timeout_ms) from exc
         except (psycopg.errors.SyntaxError, psycopg.errors.FeatureNotSupported) as exc:
             raise _refusal(query, len(prefix), exc) from exc
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
-            raise _fail(
-                "query_execution_error", f"Query must be read-only and use only the given tables: {_message(exc)}."
+            raise QueryFailed.execution(
+                f"Query must be read-only and use only the given tables: {_message(exc)}."
             ) from exc
         except psycopg.Error as exc:
             if conn.broken or conn.closed:  # the connection is gone, not the query's fault
                 raise
             # the rest, from a bad cast to temp_file_limit: the query's own errors
-            raise _fail("query_execution_error", f"Query execution error: {_detail(exc)}") from exc
+            raise QueryFailed.error(_detail(exc)) from exc
         finally:
             if not conn.closed:
                 # a query can take session advisory locks (pg_advisory_lock): they outlive the transaction
@@ -439,23 +392,17 @@ def _refusal(query: str, offset: int, exc: psycopg.Error) -> QueryFailed:
     read-only query (named by the keyword PostgreSQL stopped at), or a plain syntax error."""
     message = _message(exc)
     if "cannot insert multiple commands" in message:
-        return _fail("query_execution_error", "Query must contain a single statement.")
+        return QueryFailed.not_single_statement()
     if _skip_blank(query) >= len(query):
-        return _fail("query_execution_error", "Query must contain a single read-only SELECT statement.")
+        return QueryFailed.not_a_select()
     if isinstance(exc, psycopg.errors.FeatureNotSupported) and "data-modifying" in message:
-        return _fail(
-            "query_execution_error",
-            "Query must be read-only and use only the given tables: a data-modifying WITH is not allowed.",
-        )
+        return QueryFailed.not_read_only("a data-modifying WITH")
     position = exc.diag.statement_position if exc.diag is not None else None
     if position is not None and position.isdigit():
         word = _WORD.match(query, max(int(position) - 1 - offset, 0))
         if word is not None and word.group(0).upper() in STATEMENT_KEYWORDS:
-            return _fail(
-                "query_execution_error",
-                f"Query must be read-only and use only the given tables: {word.group(0).upper()} is not allowed.",
-            )
-    return _fail("query_execution_error", f"Query execution error: {_detail(exc)}")
+            return QueryFailed.not_read_only(word.group(0).upper())
+    return QueryFailed.error(_detail(exc))
 
 
 def _fetch(cur: psycopg.Cursor[Any], limits: QueryLimits) -> list[RowValue]:
@@ -468,10 +415,7 @@ def _fetch(cur: psycopg.Cursor[Any], limits: QueryLimits) -> list[RowValue]:
     try:
         for record in stream:
             if len(out) >= limits.max_rows:
-                raise _fail(
-                    "too_many_result_rows",
-                    f"The query returned more than {limits.max_rows} rows. Aggregate the data or add a LIMIT.",
-                )
+                raise QueryFailed.too_many_rows(limits.max_rows)
             if names is None:
                 names = [str(d.name) for d in cur.description or ()]
             value: RowValue = {}
@@ -482,9 +426,7 @@ def _fetch(cur: psycopg.Cursor[Any], limits: QueryLimits) -> list[RowValue]:
                 value[name] = converted
             size += 8 * len(names)
             if size > limits.max_result_bytes:
-                raise _fail(
-                    "query_execution_error", f"The query result is larger than {limits.max_result_bytes} bytes."
-                )
+                raise QueryFailed.too_large(limits.max_result_bytes)
             out.append(value)
     finally:
         stream.close()  # cancels the rest of the fetch if we stopped early
@@ -513,7 +455,7 @@ def _cell(name: str, cell: object) -> Any:
         try:
             return bytes(cell).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _fail("query_execution_error", f"Column `{name}` holds a BLOB that is not valid UTF-8.") from exc
+            raise QueryFailed.blob_not_utf8(name) from exc
     if isinstance(cell, list | tuple | dict):
         return json.dumps(_plain(cell), ensure_ascii=False, separators=(",", ":"))
     if isinstance(cell, dt.date | dt.time | dt.timedelta | uuid.UUID):

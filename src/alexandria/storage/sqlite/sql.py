@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, RowValue, TableColumn
-from alexandria.storage.query_cache import CachedEngine, CacheKey
+from alexandria.domain.tables import QueryLimits, QueryTable, RowValue, TableColumn
+from alexandria.storage.query_cache import CachedDatabase, CachedEngine, CacheKey
 from alexandria.storage.sqlite.db import quote_ident
 from alexandria.tables.errors import QueryFailed, TableNotFound
-from alexandria.tables.schema import SchemaBuilder, from_rows, schema_from_json
+from alexandria.tables.schema import SchemaBuilder, schema_from_json
 
 SQL_TYPES = {"int": "INT", "float": "REAL", "text": "TEXT", "bool": "BOOLEAN", "datetime": "TEXT"}
 ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33})  # 33: RECURSIVE
@@ -47,10 +46,6 @@ _ACTIONS = (
     "REINDEX ANALYZE CREATE_VTABLE DROP_VTABLE FUNCTION SAVEPOINT RECURSIVE"
 ).split()
 _ACTION_NAMES = {int(getattr(sqlite3, f"SQLITE_{n}")): n for n in _ACTIONS if hasattr(sqlite3, f"SQLITE_{n}")}
-
-
-def _fail(code: str, message: str) -> QueryFailed:
-    return QueryFailed(message, code=code)
 
 
 def _datetime_expr(path_param: str) -> str:
@@ -92,21 +87,10 @@ class _Guard:
         return 0
 
 
-class _Database:
+class _Database(CachedDatabase):
     def __init__(self, conn: sqlite3.Connection, guard: _Guard) -> None:
-        self.conn = conn
+        super().__init__(conn)
         self.guard = guard
-        self.lock = threading.Lock()
-        self.retired = False
-
-    def retire(self) -> None:
-        """Close now if idle, else when the running query ends."""
-        self.retired = True
-        if self.lock.acquire(blocking=False):
-            try:
-                self.conn.close()
-            finally:
-                self.lock.release()
 
 
 class QueryEngine(CachedEngine[_Database]):
@@ -191,40 +175,11 @@ class QueryEngine(CachedEngine[_Database]):
         if setconfig is not None and defensive is not None:
             setconfig(defensive, True)
 
-    def database(self, tables: Sequence[QueryTable], capacity: int) -> _Database:
-        key = self._key(tables)
-        entry = self._get(key)
-        if entry is not None:
-            return entry
-        with self._build_lock:
-            entry = self._get(key)
-            if entry is not None:
-                return entry
-            try:
-                built_key, entry = self._build(tables)
-            except sqlite3.Error as exc:  # e.g. a table name SQLite reserves (`sqlite_...`)
-                raise _fail("query_execution_error", f"Cannot load the tables: {exc}") from exc
-            self._put(built_key, entry, capacity)
-            return entry
+    def _load_error(self, exc: Exception) -> str | None:
+        return str(exc) if isinstance(exc, sqlite3.Error) else None  # e.g. a table name SQLite reserves
 
     # --- query ---------------------------------------------------------------------------------------------------
-    def query(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
-        while True:
-            entry = self.database(tables, limits.cached_databases)
-            with entry.lock:
-                if entry.retired:  # evicted between lookup and lock: build or find another
-                    entry.conn.close()
-                    continue
-                try:
-                    rows = self._run(entry, query, limits)
-                finally:
-                    if entry.retired:  # evicted while running: retire() left the closing to us
-                        entry.conn.close()
-            break
-        return QueryResult(from_rows(rows), rows)
-
-    @staticmethod
-    def _run(entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
+    def _run(self, entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
         conn, guard = entry.conn, entry.guard
         guard.denied = None
         guard.timed_out = False
@@ -234,28 +189,22 @@ class QueryEngine(CachedEngine[_Database]):
         try:
             cur = conn.execute(query)
             if cur.description is None:  # nothing (empty, only comments) or a statement that returns no rows
-                raise _fail("query_execution_error", "Query must contain a single read-only SELECT statement.")
+                raise QueryFailed.not_a_select()
             names = [str(d[0]) for d in cur.description]
             fetched = cur.fetchmany(limits.max_rows + 1)
             if len(fetched) > limits.max_rows:
-                raise _fail(
-                    "too_many_result_rows",
-                    f"The query returned more than {limits.max_rows} rows. Aggregate the data or add a LIMIT.",
-                )
+                raise QueryFailed.too_many_rows(limits.max_rows)
             return _to_rows(names, fetched, limits.max_result_bytes)
         except (sqlite3.ProgrammingError, sqlite3.Warning) as exc:
             if "one statement" in str(exc):
-                raise _fail("query_execution_error", "Query must contain a single statement.") from exc
-            raise _fail("query_execution_error", f"Query execution error: {exc}") from exc
+                raise QueryFailed.not_single_statement() from exc
+            raise QueryFailed.error(exc) from exc
         except sqlite3.Error as exc:
             if guard.timed_out:
-                raise _fail("query_timeout", f"Query execution timed out after {limits.timeout_ms} ms.") from exc
+                raise QueryFailed.timed_out(limits.timeout_ms) from exc
             if guard.denied is not None:
-                raise _fail(
-                    "query_execution_error",
-                    f"Query must be read-only and use only the given tables: {guard.denied} is not allowed.",
-                ) from exc
-            raise _fail("query_execution_error", f"Query execution error: {exc}") from exc
+                raise QueryFailed.not_read_only(guard.denied) from exc
+            raise QueryFailed.error(exc) from exc
         finally:
             if cur is not None:
                 cur.close()
@@ -272,18 +221,16 @@ def _to_rows(names: list[str], fetched: list[tuple[object, ...]], max_bytes: int
                 try:
                     cell = cell.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise _fail(
-                        "query_execution_error", f"Column `{name}` holds a BLOB that is not valid UTF-8."
-                    ) from exc
+                    raise QueryFailed.blob_not_utf8(name) from exc
             if isinstance(cell, float) and (cell != cell or cell in (float("inf"), float("-inf"))):
                 cell = None  # JSON has no NaN or infinity (serde_json writes them as null)
             if isinstance(cell, str):
                 size += len(cell)
             elif cell is not None and not isinstance(cell, int | float):
-                raise _fail("query_execution_error", f"Column `{name}` holds an unsupported value.")
+                raise QueryFailed.execution(f"Column `{name}` holds an unsupported value.")
             value[name] = cell
         size += 8 * len(names)
         if size > max_bytes:
-            raise _fail("query_execution_error", f"The query result is larger than {max_bytes} bytes.")
+            raise QueryFailed.too_large(max_bytes)
         out.append(value)
     return out
