@@ -15,6 +15,7 @@ from alexandria.domain.models import DataSource, Document, Workspace
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions
 from alexandria.storage.base import DocumentWrite
+from alexandria.storage.database import DuplicateKey
 from alexandria.storage.postgres.chunk_index import hnsw_index_name
 from alexandria.storage.postgres.db import PgEngine
 from tests.fakes import HashingEmbedder
@@ -99,9 +100,9 @@ def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
         b.document_id: {"writer": None},
         c.document_id: {"other": 1},
     }
-    with pytest.raises(Exception, match="Metadata name already exists"):
+    with pytest.raises(DuplicateKey):  # the service words the message
         core.store.create_metadata_field(ds, "writer", "string")
-    with pytest.raises(Exception, match="Metadata name already exists"):
+    with pytest.raises(DuplicateKey):  # the service words the message
         core.store.rename_metadata_field(ds, year, "writer")
     core.store.delete_metadata_field(ds, year)
     assert core.dify.document(ds, a.uuid).doc_metadata == {"writer": "Ada", 'say "hi"': "x"}
@@ -125,9 +126,9 @@ def test_dataset_counts(core: Core) -> None:
 def test_tags_files_and_secrets(core: Core) -> None:
     ws, ds = dataset(core)
     t1, t2 = core.store.create_tag(ws.id, "one"), core.store.create_tag(ws.id, "two")
-    with pytest.raises(Exception, match="Tag name already exists"):
+    with pytest.raises(DuplicateKey):
         core.store.create_tag(ws.id, "one")
-    with pytest.raises(Exception, match="Tag name already exists"):
+    with pytest.raises(DuplicateKey):
         core.store.rename_tag(t2, "one")
     core.store.bind_tags(ds.id, [t1.pk, t1.pk, t2.pk])
     core.store.bind_tags(ds.id, [t1.pk])  # binding twice is a no-op
