@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alexandria.config import Settings
-from alexandria.domain.dify import DatasetCounts, SegmentWrite
+from alexandria.domain.dify import DISPLAY_STATUSES, DatasetCounts, SegmentWrite, display_status
 from alexandria.domain.models import DataSource, Document, Workspace
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions
@@ -78,6 +78,25 @@ def test_patch_leaves_a_record_less_document_alone(core: Core) -> None:
     core.store.patch_dify_record(doc.pk, {"x": 1})
     stored = core.store.get_document(ds, doc.document_id, with_text=False)
     assert stored is not None and stored.dify is None and core.store.document_segments(doc.pk) == []
+
+
+def test_listing_by_display_status_agrees_with_the_derivation(core: Core) -> None:
+    _, ds = dataset(core)
+    a, b, c = (indexed(core, ds, n) for n in ("a", "b", "c"))
+    core.store.set_document_flags(ds, b.pk, enabled=False)
+    core.store.set_document_flags(ds, c.pk, archived=True)
+    _, queued, _ = core.dify.create_by_text(ds, "queued", TEXT, DocumentOptions())
+    _, moving, _ = core.dify.create_by_text(ds, "moving", TEXT, DocumentOptions())
+    assert core.store.set_index_progress(ds, moving.document_id, moving.hash, "splitting", {})
+    docs, _ = core.store.list_dify_documents(ds, None, None, 100, 0)
+    derived = {d.uuid: display_status(d) for d in docs}
+    assert sorted(derived.values()) == ["archived", "available", "disabled", "indexing", "queuing"]
+    for status in DISPLAY_STATUSES:
+        listed, total = core.store.list_dify_documents(ds, None, status, 100, 0)
+        assert {d.uuid for d in listed} == {u for u, s in derived.items() if s == status} and total == len(listed)
+    assert core.store.data_source_counts([ds.id])[ds.id].available_document_count == 1
+    assert a.uuid in {d.uuid for d in core.store.list_dify_documents(ds, "A", "available", 100, 0)[0]}
+    assert (derived[queued.uuid], derived[moving.uuid]) == ("queuing", "indexing")
 
 
 def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
