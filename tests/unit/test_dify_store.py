@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from alexandria.config import Settings
-from alexandria.domain.dify import DatasetCounts, SegmentWrite
+from alexandria.domain.dify import DISPLAY_STATUSES, DatasetCounts, SegmentWrite, display_status
 from alexandria.domain.models import DataSource, Document, Workspace
 from alexandria.services.core import Core
 from alexandria.services.dify import DocumentOptions
 from alexandria.storage.base import DocumentWrite
+from alexandria.storage.database import DuplicateKey
 from alexandria.storage.postgres.chunk_index import hnsw_index_name
 from alexandria.storage.postgres.db import PgEngine
 from tests.fakes import HashingEmbedder
@@ -79,6 +80,25 @@ def test_patch_leaves_a_record_less_document_alone(core: Core) -> None:
     assert stored is not None and stored.dify is None and core.store.document_segments(doc.pk) == []
 
 
+def test_listing_by_display_status_agrees_with_the_derivation(core: Core) -> None:
+    _, ds = dataset(core)
+    a, b, c = (indexed(core, ds, n) for n in ("a", "b", "c"))
+    core.store.set_document_flags(ds, b.pk, enabled=False)
+    core.store.set_document_flags(ds, c.pk, archived=True)
+    _, queued, _ = core.dify.create_by_text(ds, "queued", TEXT, DocumentOptions())
+    _, moving, _ = core.dify.create_by_text(ds, "moving", TEXT, DocumentOptions())
+    assert core.store.set_index_progress(ds, moving.document_id, moving.hash, "splitting", {})
+    docs, _ = core.store.list_dify_documents(ds, None, None, 100, 0)
+    derived = {d.uuid: display_status(d) for d in docs}
+    assert sorted(derived.values()) == ["archived", "available", "disabled", "indexing", "queuing"]
+    for status in DISPLAY_STATUSES:
+        listed, total = core.store.list_dify_documents(ds, None, status, 100, 0)
+        assert {d.uuid for d in listed} == {u for u, s in derived.items() if s == status} and total == len(listed)
+    assert core.store.data_source_counts([ds.id])[ds.id].available_document_count == 1
+    assert a.uuid in {d.uuid for d in core.store.list_dify_documents(ds, "A", "available", 100, 0)[0]}
+    assert (derived[queued.uuid], derived[moving.uuid]) == ("queuing", "indexing")
+
+
 def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
     _, ds = dataset(core)
     a, b, c = (indexed(core, ds, n) for n in ("a", "b", "c"))
@@ -99,9 +119,9 @@ def test_metadata_field_counts_renames_and_deletes(core: Core) -> None:
         b.document_id: {"writer": None},
         c.document_id: {"other": 1},
     }
-    with pytest.raises(Exception, match="Metadata name already exists"):
+    with pytest.raises(DuplicateKey):  # the service words the message
         core.store.create_metadata_field(ds, "writer", "string")
-    with pytest.raises(Exception, match="Metadata name already exists"):
+    with pytest.raises(DuplicateKey):  # the service words the message
         core.store.rename_metadata_field(ds, year, "writer")
     core.store.delete_metadata_field(ds, year)
     assert core.dify.document(ds, a.uuid).doc_metadata == {"writer": "Ada", 'say "hi"': "x"}
@@ -125,9 +145,9 @@ def test_dataset_counts(core: Core) -> None:
 def test_tags_files_and_secrets(core: Core) -> None:
     ws, ds = dataset(core)
     t1, t2 = core.store.create_tag(ws.id, "one"), core.store.create_tag(ws.id, "two")
-    with pytest.raises(Exception, match="Tag name already exists"):
+    with pytest.raises(DuplicateKey):
         core.store.create_tag(ws.id, "one")
-    with pytest.raises(Exception, match="Tag name already exists"):
+    with pytest.raises(DuplicateKey):
         core.store.rename_tag(t2, "one")
     core.store.bind_tags(ds.id, [t1.pk, t1.pk, t2.pk])
     core.store.bind_tags(ds.id, [t1.pk])  # binding twice is a no-op

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alexandria.domain.models import Document
+
 
 @dataclass(frozen=True)
 class ChildChunk:
@@ -118,3 +120,63 @@ class DatasetCounts:
     document_count: int
     word_count: int
     available_document_count: int
+
+
+def searchable(enabled: bool, archived: bool) -> bool:
+    """Whether a document with these flags has chunks in the indexes: only while it is enabled and not archived (a
+    disabled or archived document keeps its segments but has no chunks, as in Dify)."""
+    return enabled and not archived
+
+
+#: The status of a document's segments while it waits to be re-split after its content or rule changed.
+RE_SEGMENT = "re_segment"
+
+
+def reusable_by_title(same_titled: list[Document]) -> Document | None:
+    """The document a create of the same name reuses (Dify's rule): the oldest enabled Dify document of that name."""
+    return next((d for d in same_titled if d.enabled and d.dify is not None), None)
+
+
+@dataclass(frozen=True)
+class DisplayCondition:
+    """When a document shows ``status``: its index state is one of ``index_states`` and, where set, its ``archived``
+    and ``enabled`` flags have these values."""
+
+    status: str
+    index_states: tuple[str, ...]
+    archived: bool | None = None
+    enabled: bool | None = None
+
+    def holds(self, index_state: str, enabled: bool, archived: bool) -> bool:
+        return (
+            index_state in self.index_states and self.archived in (None, archived) and self.enabled in (None, enabled)
+        )
+
+
+#: Dify's ``Document.display_status`` (models/dataset.py), the one definition: the Python derivation
+#: (:func:`display_status`) and the storage's SQL filter on a listing are both read from this table.
+DISPLAY_CONDITIONS: tuple[DisplayCondition, ...] = (
+    DisplayCondition("queuing", ("pending",)),
+    DisplayCondition("indexing", ("parsing", "splitting", "indexing")),
+    DisplayCondition("paused", ()),  # nothing pauses here
+    DisplayCondition("error", ("failed",)),
+    DisplayCondition("available", ("indexed",), archived=False, enabled=True),
+    DisplayCondition("disabled", ("indexed",), archived=False, enabled=False),
+    DisplayCondition("archived", ("indexed",), archived=True),
+)
+DISPLAY_STATUSES: tuple[str, ...] = tuple(c.status for c in DISPLAY_CONDITIONS)
+
+
+def display_condition(status: str) -> DisplayCondition:
+    for cond in DISPLAY_CONDITIONS:
+        if cond.status == status:
+            return cond
+    raise ValueError(f"unknown display status {status!r}")
+
+
+def display_status(doc: Document) -> str:
+    """Dify's ``display_status`` of a document: the first of :data:`DISPLAY_CONDITIONS` that holds."""
+    for cond in DISPLAY_CONDITIONS:
+        if cond.holds(doc.index_state, doc.enabled, doc.archived):
+            return cond.status
+    raise ValueError(f"unknown index state {doc.index_state!r}")

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from alexandria.config import Settings
+from alexandria.domain.dify import RE_SEGMENT, reusable_by_title
+from alexandria.domain.dify import display_status as display_status  # the Dify dialect renders it from here
 from alexandria.domain.jobs import Job
 from alexandria.domain.models import DataSource, Document, SpaceKind, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied
@@ -269,13 +271,12 @@ class DifyService:
         self, ds: DataSource, name: str, text: str, opts: DocumentOptions
     ) -> tuple[DataSource, Document, str]:
         ds, record, _ = self._prepare(ds, opts, by_file=False, updating=None)
-        existing = self.store.find_document_by_title(ds, name)
-        document_id = existing.document_id if existing is not None else _uuid()
+        document_id = self._document_id_for(ds, name)
         file = {"id": _uuid(), "name": name[:200], "size": len(text.encode()), "extension": "txt",
                 "mime_type": "text/plain", "created_at": time.time()}  # fmt: skip
         record |= {"data_source_type": "upload_file", "file": file, "stored_file": False}
         batch = new_batch()
-        doc = self._write(ds, document_id, name, text, record, batch, keep_batch=False)
+        doc = self._write(ds, document_id, name, text, record, batch)
         return ds, doc, batch
 
     def create_by_file(
@@ -283,11 +284,10 @@ class DifyService:
     ) -> tuple[DataSource, Document, str]:
         ds, record, _ = self._prepare(ds, opts, by_file=True, updating=None)
         file = self._save_file(ds, upload)
-        existing = self.store.find_document_by_title(ds, upload.filename)
-        document_id = existing.document_id if existing is not None else _uuid()
+        document_id = self._document_id_for(ds, upload.filename)
         record |= {"data_source_type": "upload_file", "file": file, "stored_file": True}
         batch = new_batch()
-        doc = self._write(ds, document_id, upload.filename, "", record, batch, keep_batch=False)
+        doc = self._write(ds, document_id, upload.filename, "", record, batch)
         return ds, doc, batch
 
     def update_by_text(
@@ -308,7 +308,7 @@ class DifyService:
                     "mime_type": "text/plain", "created_at": time.time()}  # fmt: skip
             record |= {"data_source_type": "upload_file", "file": file, "stored_file": False}
             content = text
-        updated = self._write(ds, doc.document_id, title, content, record, doc.batch or new_batch(), keep_batch=True)
+        updated = self._write(ds, doc.document_id, title, content, record, doc.batch or new_batch())
         return updated, updated.batch or ""
 
     def update_by_file(
@@ -328,8 +328,13 @@ class DifyService:
         else:
             record |= {"data_source_type": "upload_file", "file": self._save_file(ds, upload), "stored_file": True}
             title, content = upload.filename, ""
-        updated = self._write(ds, doc.document_id, title, content, record, doc.batch or new_batch(), keep_batch=True)
+        updated = self._write(ds, doc.document_id, title, content, record, doc.batch or new_batch())
         return updated, updated.batch or ""
+
+    def _document_id_for(self, ds: DataSource, title: str) -> str:
+        """A create reuses the document of the same name Dify would (its id), else makes a new one."""
+        existing = reusable_by_title(self.store.documents_titled(ds, title))
+        return existing.document_id if existing is not None else _uuid()
 
     @staticmethod
     def _check_available(doc: Document) -> None:
@@ -360,8 +365,9 @@ class DifyService:
         text: str,
         record: dict[str, Any],
         batch: str,
-        keep_batch: bool,
     ) -> Document:
+        """Store a document's content and processing record in ``batch`` (an update keeps the document's batch) and
+        queue its index job; a rewritten document's segments are re-segmented by it."""
         now_ms = int(time.time() * 1000)
         limit = int(self.settings.max_document_mb * 1024 * 1024)
         if len(text) > limit:
@@ -387,7 +393,7 @@ class DifyService:
                   "processing_started_at": None, "parsing_completed_at": None, "cleaning_completed_at": None,
                   "splitting_completed_at": None, "completed_at": None, "stopped_at": None,
                   "indexing_latency": None, "queued_at": now_ms / 1000}  # fmt: skip
-        doc, _job = self.store.write_dify_document(ds, write, record, batch, now_ms, keep_batch=keep_batch)
+        doc, _job = self.store.write_dify_document(ds, write, record, batch, now_ms, segment_status=RE_SEGMENT)
         if ds.dify.get("built_in_field_enabled"):  # Dify fills the built-in fields of every new document
             values = {**doc.doc_metadata, **built_in_values(doc)}
             self.store.set_doc_metadata(doc.pk, values)
@@ -487,20 +493,6 @@ def _units_of(segments: Sequence[Any]) -> list[str]:
 
 def _uuid() -> str:
     return str(uuid.uuid4())
-
-
-def display_status(doc: Document) -> str:
-    """Dify's ``Document.display_status`` from the document's index state and flags."""
-    state = doc.index_state
-    if state == "pending":
-        return "queuing"
-    if state in ("parsing", "splitting", "indexing"):
-        return "indexing"
-    if state == "failed":
-        return "error"
-    if doc.archived:
-        return "archived"
-    return "available" if doc.enabled else "disabled"
 
 
 def indexing_status(doc: Document) -> str:

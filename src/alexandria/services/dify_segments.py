@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from alexandria.config import Settings
-from alexandria.domain.dify import ChildChunk, ChildWrite, Segment, SegmentWrite
+from alexandria.domain.dify import ChildChunk, ChildWrite, Segment, SegmentWrite, searchable
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest, NotFound
 from alexandria.ingest import dify_rules
@@ -77,7 +77,7 @@ class DifySegments:
             fresh = self.store.get_document_by_uuid(ds, doc.uuid) or doc
             embedder = self.embedders.get(ds.embedder)
             chunks: list[ChunkWrite] = []
-            if fresh.enabled and not fresh.archived:
+            if searchable(fresh.enabled, fresh.archived):
                 if fresh.dify is None:
                     chunks = self._section_chunks(ds, fresh)
                 else:

@@ -44,6 +44,7 @@ class Dialect:
     _json_text: Callable[[str, tuple[str, ...]], str]
     _json_number: Callable[[str, tuple[str, ...]], str]
     _json_flag: Callable[[str, tuple[str, ...]], str]
+    _json_has_key: Callable[[str, str], str]
 
     def any_of(self, column: str) -> str:
         """``column`` equals one of a list bound as one parameter (see :meth:`seq`)."""
@@ -64,6 +65,11 @@ class Dialect:
     def json_flag(self, column: str, *path: str) -> str:
         """A condition: the value at ``path`` inside a JSON column is true (false where missing)."""
         return self._json_flag(column, path)
+
+    def json_has_key(self, column: str, key: str) -> str:
+        """A condition: the JSON object in ``column`` has the key that the SQL expression ``key`` (a column, or
+        ``?`` for a bound value) names, whatever its value (null included)."""
+        return self._json_has_key(column, key)
 
 
 class Engine(Protocol):

@@ -82,6 +82,7 @@ POSTGRES = Dialect(
         f"THEN ({column} #>> {_json_path(path)})::numeric END)"
     ),
     _json_flag=lambda column, path: f"coalesce(({column} #>> {_json_path(path)})::boolean, false)",
+    _json_has_key=lambda column, key: f"jsonb_exists({column}, {key})",
 )
 
 

@@ -35,6 +35,7 @@ SQLITE = Dialect(
         f"THEN json_extract({column}, {_json_path(path)}) END)"
     ),
     _json_flag=lambda column, path: f"coalesce(json_extract({column}, {_json_path(path)}), 0) = 1",
+    _json_has_key=lambda column, key: f"EXISTS (SELECT 1 FROM json_each({column}) AS jk WHERE jk.key = {key})",
 )
 
 

@@ -16,11 +16,13 @@ from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite, StoredChunk
+from alexandria.storage.common.dify_catalog import DifyCatalogRows
+from alexandria.storage.common.dify_documents import DifyDocumentRows
+from alexandria.storage.common.dify_segments import DifySegmentRows
 from alexandria.storage.database import Database
 from alexandria.storage.sqlite.chunk_index import SqliteChunkIndex
 from alexandria.storage.sqlite.chunks import drop_files_of, forget_segments, insert_chunks, write_document_row
 from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
-from alexandria.storage.sqlite.dify import SqliteDify
 from alexandria.storage.sqlite.jobs import SqliteJobs, retire_queued
 from alexandria.storage.sqlite.search import SqliteSearch
 from alexandria.storage.sqlite.spaces import SqliteSpaces, ensure_global_group, insert_view
@@ -39,7 +41,16 @@ def open_sqlite_store(url: str, settings: Settings) -> SqliteStore:
     return SqliteStore(Path(url[len("sqlite:///") :]), settings)
 
 
-class SqliteStore(SqliteSpaces, SqliteSearch, SqliteJobs, SqliteTables, SqliteDify, SqliteTransfer):
+class SqliteStore(
+    SqliteSpaces,
+    SqliteSearch,
+    SqliteJobs,
+    SqliteTables,
+    DifyCatalogRows,
+    DifyDocumentRows,
+    DifySegmentRows,
+    SqliteTransfer,
+):
     def __init__(self, path: Path, settings: Settings) -> None:
         self.engine = SqliteEngine(path)
         self.vectors = VectorIndexes(
