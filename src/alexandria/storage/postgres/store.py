@@ -4,19 +4,20 @@ of API and worker processes share one database."""
 from __future__ import annotations
 
 from alexandria.config import Settings
+from alexandria.storage.common.catalog import Catalog
+from alexandria.storage.common.documents import Documents
+from alexandria.storage.common.spaces import Spaces
+from alexandria.storage.common.transfer import Transfer
 from alexandria.storage.database import Database
 from alexandria.storage.postgres.chunk_index import PgChunkIndex
-from alexandria.storage.postgres.core import PgCore
 from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.dify import PgDify
 from alexandria.storage.postgres.jobs import PgJobs
 from alexandria.storage.postgres.search import PgSearch
-from alexandria.storage.postgres.spaces import PgSpaces
 from alexandria.storage.postgres.tables import PgTables
-from alexandria.storage.postgres.transfer import PgTransfer
 
 
-class PostgresStore(PgTables, PgCore, PgSearch, PgSpaces, PgDify, PgJobs, PgTransfer):
+class PostgresStore(PgTables, Catalog, Documents, PgSearch, Spaces, PgDify, PgJobs, Transfer):
     def __init__(self, url: str, settings: Settings) -> None:
         self.engine = PgEngine(url)
         self.exact_max = settings.exact_search_max_candidates
@@ -25,6 +26,9 @@ class PostgresStore(PgTables, PgCore, PgSearch, PgSpaces, PgDify, PgJobs, PgTran
         self.hnsw_ef_search = settings.hnsw_expansion_search
         self.db = Database(self.engine)
         self.index = PgChunkIndex(self.db, self.hnsw_m, self.hnsw_ef_construction)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def open_postgres_store(url: str, settings: Settings) -> PostgresStore:
