@@ -52,6 +52,7 @@ from alexandria.services.documents import UpsertRequest
 from alexandria.services.folders import FolderRequest
 from alexandria.services.search import SearchRequest
 from alexandria.services.tables import TableRef, TableUpsert
+from alexandria.storage.common import transfer_rows
 from alexandria.storage.postgres.embedded import EmbeddedPostgres
 from alexandria.storage.sqlite.store import SqliteStore
 from tests.fakes import HashingEmbedder
@@ -556,7 +557,7 @@ def test_export_reads_one_snapshot(kind: str, new_settings: Callable[[str], Sett
         ds, _ = small(core)
         rows = core.store.iter_workspace_rows(WS)
         first, counts = next(rows)  # the snapshot is taken
-        assert (first, counts["documents"]) == (transfer.COUNTS, 2)
+        assert (first, counts["documents"]) == (transfer_rows.COUNTS, 2)
         core.documents.upsert(ds, UpsertRequest("new", Section(None, "Newts swim.", ())), T0)
         core.documents.delete(ds, "animals/cats.md")
         docs = [r["document_id"] for t, r in rows if t == "documents"]
@@ -578,16 +579,16 @@ async def test_export_pages_give_the_same_rows(
     async with app(new_settings(kind)) as (core, client):
         await build(core, client)
         whole = list(core.store.iter_workspace_rows(WS))
-        specs = tuple(dataclasses.replace(spec, page=1 + i % 2) for i, spec in enumerate(transfer.SPECS))
-        monkeypatch.setattr(transfer, "SPECS", specs)
-        monkeypatch.setattr(transfer, "SPEC", {spec.table: spec for spec in specs})
-        monkeypatch.setattr(transfer, "DOCUMENT_CHUNK_BUDGET", 1)
+        specs = tuple(dataclasses.replace(spec, page=1 + i % 2) for i, spec in enumerate(transfer_rows.SPECS))
+        monkeypatch.setattr(transfer_rows, "SPECS", specs)
+        monkeypatch.setattr(transfer_rows, "SPEC", {spec.table: spec for spec in specs})
+        monkeypatch.setattr(transfer_rows, "DOCUMENT_CHUNK_BUDGET", 1)
         paged = list(core.store.iter_workspace_rows(WS))
     assert paged == whole
     tables = [t for t, _ in whole]
     assert tables.count("documents") == 10 and tables.count("chunks") > 10 and tables.count("table_rows") == 3
     for i, (table, row) in enumerate(whole):  # each document's dependents follow it
-        if table in transfer.DEPENDENTS:
+        if table in transfer_rows.DEPENDENTS:
             owner = next(r for t, r in reversed(whole[:i]) if t == "documents")
             assert row.get("document", owner["uuid"]) == owner["uuid"]
 
@@ -605,7 +606,7 @@ def test_live_jobs_move_as_queued_and_waiting_documents_get_one(
         assert claimed.subject == "claimed"
         # a file whose job for "unqueued" is gone: the import queues the waiting document again
         rows = [(t, r) for t, r in src.store.iter_workspace_rows(WS)
-                if t != transfer.COUNTS and not (t == "jobs" and r["subject"] == "unqueued")]  # fmt: skip
+                if t != transfer_rows.COUNTS and not (t == "jobs" and r["subject"] == "unqueued")]  # fmt: skip
         assert [r["state"] for t, r in rows if t == "jobs"] == ["running"]
         ws = dst.store.import_rows(iter(rows))
         target = dst.catalog.data_source(ws, "docs")

@@ -13,6 +13,12 @@ class SpaceKind(enum.StrEnum):
     SYSTEM = "system"
 
 
+#: the names of the built-in spaces and group every workspace has (as Dust names them)
+GLOBAL_SPACE_NAME = "Company Data"
+SYSTEM_SPACE_NAME = "Connection Admin"
+GLOBAL_GROUP_NAME = "Workspace"
+
+
 class Role(enum.StrEnum):
     ADMIN = "admin"
     BUILDER = "builder"

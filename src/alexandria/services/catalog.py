@@ -8,9 +8,10 @@ from typing import Any
 
 from alexandria.config import Settings
 from alexandria.domain.models import DataSource, Space, Workspace
-from alexandria.errors import InvalidRequest, NotFound
+from alexandria.errors import AlreadyExists, InvalidRequest, NotFound
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.storage.base import Store
+from alexandria.storage.database import DuplicateKey
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 
@@ -25,7 +26,12 @@ class CatalogService:
         """Get or create workspace ``sid`` and its global space."""
         if not _NAME.match(sid) or " " in sid:
             raise InvalidRequest(f"invalid workspace id {sid!r}: use letters, digits, '.', '_' or '-'")
-        ws = self.store.get_workspace(sid) or self.store.create_workspace(sid, name or sid)
+        ws = self.store.get_workspace(sid)
+        if ws is None:
+            try:
+                ws = self.store.create_workspace(sid, name or sid)
+            except DuplicateKey as exc:
+                raise AlreadyExists(f"workspace {sid!r} already exists", code="workspace_exists") from exc
         return ws, self.store.ensure_global_space(ws)
 
     def workspace(self, sid: str) -> Workspace:
@@ -65,9 +71,14 @@ class CatalogService:
                 f"chunk size must be between 16 and the model's limit of {model.max_tokens} tokens",
                 code="invalid_chunk_size",
             )
-        return self.store.create_data_source(
-            workspace.id, space.id, name, description, embedder_name, model.dim, size, connector_provider, dify
-        )
+        try:
+            return self.store.create_data_source(
+                workspace.id, space.id, name, description, embedder_name, model.dim, size, connector_provider, dify
+            )
+        except DuplicateKey as exc:
+            raise AlreadyExists(
+                f"a data source named {name!r} already exists in this workspace", code="data_source_name_taken"
+            ) from exc
 
     def data_source(self, workspace: Workspace, sid_or_name: str, space: Space | None = None) -> DataSource:
         ds = self.store.get_data_source(workspace.id, sid_or_name)

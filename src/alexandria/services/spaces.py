@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from alexandria.domain.filters import DocumentFilter
 from alexandria.domain.models import ApiKey, DataSource, DataSourceView, Group, Space, ViewKind, Workspace
-from alexandria.errors import InvalidRequest, NotFound
+from alexandria.errors import AlreadyExists, InvalidRequest, NotFound
 from alexandria.storage.base import Store
+from alexandria.storage.database import DuplicateKey
 
 _NAME = re.compile(r"^\S(.{0,126}\S)?$")
 
@@ -25,7 +26,10 @@ class SpaceService:
 
     def create_group(self, workspace: Workspace, name: str) -> Group:
         _check_name(name, "group")
-        return self.store.create_group(workspace.id, name)
+        try:
+            return self.store.create_group(workspace.id, name)
+        except DuplicateKey as exc:
+            raise AlreadyExists(f"a group named {name!r} already exists", code="group_name_taken") from exc
 
     def group(self, workspace: Workspace, sid_or_name: str) -> Group:
         group = self.store.get_group(workspace.id, sid_or_name)
@@ -47,7 +51,10 @@ class SpaceService:
         if restricted and not groups:
             raise InvalidRequest("a restricted space needs at least one group", code="invalid_space")
         ids = [self.group(workspace, g).id for g in groups]
-        return self.store.create_space(workspace.id, name, ids, open_to_all=not restricted)
+        try:
+            return self.store.create_space(workspace.id, name, ids, open_to_all=not restricted)
+        except DuplicateKey as exc:
+            raise AlreadyExists(f"a space named {name!r} already exists", code="space_name_taken") from exc
 
     # --- views ---------------------------------------------------------------------------------------------------
     def create_view(
@@ -85,7 +92,10 @@ class SpaceService:
                 f"Some parents do not exist in this data source view: {', '.join(sorted(missing))}",
                 code="unknown_parents",
             )
-        return self.store.update_view_parents(view.id, wanted)
+        updated = self.store.update_view_parents(view.id, wanted)
+        if updated is None:
+            raise NotFound("The data source view was not found.", code="data_source_view_not_found")
+        return updated
 
 
 def view_filter(view: DataSourceView) -> DocumentFilter:

@@ -36,7 +36,29 @@ class ChunkChange(Protocol):
         ...
 
 
+class ChunkLoad(Protocol):
+    """One write transaction loading whole data sources (an import): their rows are the caller's, their index
+    structures are the index's."""
+
+    conn: Conn
+
+    def add_data_source(self, ds: DataSource) -> None:
+        """``ds``, just inserted in this transaction, gets its index structures (its chunks follow)."""
+        ...
+
+    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
+        """Insert a document's chunks (rows, keyword postings, vectors)."""
+        ...
+
+
 class ChunkIndex(Protocol):
+    #: the chunks' column holding a chunk's vector (read back with :meth:`stored_vector`)
+    vector_column: str
+
+    def stored_vector(self, value: object) -> Vectors:
+        """A value read from :attr:`vector_column`, as float32."""
+        ...
+
     def change(self, ds: DataSource) -> contextlib.AbstractContextManager[ChunkChange]:
         """A write transaction for ``ds``'s chunks: committed on success (then mirrored into any cache kept outside
         the database), rolled back on any exception."""
@@ -48,6 +70,11 @@ class ChunkIndex(Protocol):
 
     def dropping(self, ds: DataSource) -> contextlib.AbstractContextManager[Conn]:
         """A write transaction in which the caller deletes ``ds``'s rows; ``ds``'s index structures go with it."""
+        ...
+
+    def loading(self) -> contextlib.AbstractContextManager[ChunkLoad]:
+        """A write transaction that loads whole data sources (see :class:`ChunkLoad`); their index structures are
+        complete when it commits."""
         ...
 
 

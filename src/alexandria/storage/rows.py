@@ -51,13 +51,6 @@ def now_ms() -> int:
 
 
 WORKSPACE_COLS = "id, sid, name, created_at"
-SPACE_COLS = (
-    "id, sid, workspace_id, kind, name, created_at, updated_at, "
-    "(SELECT json_group_array(g.sid) FROM space_groups sg JOIN groups g ON g.id = sg.group_id "
-    "WHERE sg.space_id = spaces.id), "
-    "(SELECT count(*) FROM space_groups sg JOIN groups g ON g.id = sg.group_id "
-    "WHERE sg.space_id = spaces.id AND g.kind = 'global')"
-)
 GROUP_COLS = "id, sid, workspace_id, name, kind, created_at"
 VIEW_COLS = "id, sid, workspace_id, space_id, data_source_id, kind, parents_in, created_at, updated_at"
 FOLDER_COLS = (

@@ -98,11 +98,29 @@ class PgChunkChange:
         delete_chunks(self.conn.raw, self.ds.id, "document_pk = %s", (document_pk,))
 
 
+class PgChunkLoad:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.data_sources: list[DataSource] = []
+
+    def add_data_source(self, ds: DataSource) -> None:
+        self.data_sources.append(ds)  # its HNSW index is built once over the loaded rows, not grown row by row
+
+    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
+        insert_chunks(self.conn.raw, ds.id, document_pk, chunks, checked_vectors(ds, chunks, vectors))
+
+
 class PgChunkIndex:
+    vector_column = "embedding"
+
     def __init__(self, db: Database, hnsw_m: int, hnsw_ef_construction: int) -> None:
         self.db = db
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
+
+    def stored_vector(self, value: object) -> Vectors:
+        to_numpy = getattr(value, "to_numpy", None)  # pgvector loads a Vector
+        return np.asarray(to_numpy() if to_numpy is not None else value, dtype=np.float32)
 
     @contextlib.contextmanager
     def change(self, ds: DataSource) -> Iterator[PgChunkChange]:
@@ -138,3 +156,11 @@ class PgChunkIndex:
                 )
         except psycopg.Error as exc:
             log.warning("could not drop %s of deleted data source %d: %s", hnsw_index_name(ds.id), ds.id, exc)
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[PgChunkLoad]:
+        with self.db.write() as conn:
+            load = PgChunkLoad(conn)
+            yield load
+            for ds in load.data_sources:
+                self.create(conn, ds)

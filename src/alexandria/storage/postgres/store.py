@@ -4,22 +4,23 @@ of API and worker processes share one database."""
 from __future__ import annotations
 
 from alexandria.config import Settings
+from alexandria.storage.common.catalog import Catalog
 from alexandria.storage.common.dify_catalog import DifyCatalogRows
 from alexandria.storage.common.dify_documents import DifyDocumentRows
 from alexandria.storage.common.dify_segments import DifySegmentRows
+from alexandria.storage.common.documents import Documents
+from alexandria.storage.common.spaces import Spaces
+from alexandria.storage.common.transfer import Transfer
 from alexandria.storage.database import Database
 from alexandria.storage.postgres.chunk_index import PgChunkIndex
-from alexandria.storage.postgres.core import PgCore
 from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.jobs import PgJobs
 from alexandria.storage.postgres.search import PgSearch
-from alexandria.storage.postgres.spaces import PgSpaces
 from alexandria.storage.postgres.tables import PgTables
-from alexandria.storage.postgres.transfer import PgTransfer
 
 
 class PostgresStore(
-    PgTables, PgCore, PgSearch, PgSpaces, DifyCatalogRows, DifyDocumentRows, DifySegmentRows, PgJobs, PgTransfer
+    PgTables, Catalog, Documents, PgSearch, Spaces, DifyCatalogRows, DifyDocumentRows, DifySegmentRows, PgJobs, Transfer
 ):
     def __init__(self, url: str, settings: Settings) -> None:
         self.engine = PgEngine(url)
@@ -29,6 +30,9 @@ class PostgresStore(
         self.hnsw_ef_search = settings.hnsw_expansion_search
         self.db = Database(self.engine)
         self.index = PgChunkIndex(self.db, self.hnsw_m, self.hnsw_ef_construction)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def open_postgres_store(url: str, settings: Settings) -> PostgresStore:

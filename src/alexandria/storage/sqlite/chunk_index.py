@@ -64,10 +64,38 @@ class SqliteChunkChange:
         self.removed += [int(r[0]) for r in old]
 
 
+class SqliteChunkLoad:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.data_sources: list[DataSource] = []
+
+    def add_data_source(self, ds: DataSource) -> None:
+        self.conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")  # left by a deleted data source of this id
+        create_fts(self.conn, ds)
+        self.data_sources.append(ds)
+
+    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
+        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the cache is built after the commit
+
+
+def create_fts(conn: Conn, ds: DataSource) -> None:
+    conn.execute(
+        f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
+        f"tokenize='{FTS_TOKENIZER}')"
+    )
+
+
 class SqliteChunkIndex:
+    vector_column = "vector"
+
     def __init__(self, db: Database, vectors: VectorIndexes) -> None:
         self.db = db
         self.vectors = vectors
+
+    def stored_vector(self, value: object) -> Vectors:
+        if not isinstance(value, bytes | memoryview):
+            raise StorageError(f"a stored vector is a BLOB, not {type(value).__name__}")
+        return np.frombuffer(value, dtype=np.float32)  # stored as float32 little-endian
 
     @contextlib.contextmanager
     def change(self, ds: DataSource) -> Iterator[SqliteChunkChange]:
@@ -89,10 +117,7 @@ class SqliteChunkIndex:
                 index.version = after
 
     def create(self, conn: Conn, ds: DataSource) -> None:
-        conn.execute(
-            f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
-            f"tokenize='{FTS_TOKENIZER}')"
-        )
+        create_fts(conn, ds)
 
     @contextlib.contextmanager
     def dropping(self, ds: DataSource) -> Iterator[Conn]:
@@ -102,3 +127,19 @@ class SqliteChunkIndex:
                 yield conn
                 conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")
             self.vectors.drop(ds.id)
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[SqliteChunkLoad]:
+        with self.db.write() as conn:
+            load = SqliteChunkLoad(conn)
+            yield load
+            conn.executemany(
+                "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
+                [(ds.id,) for ds in load.data_sources],
+            )
+        # committed: each loaded data source's HNSW cache, built now (so the first search finds it ready)
+        for ds in load.data_sources:
+            self.vectors.drop(ds.id)  # a stale cache of a deleted data source that had this id
+            index = self.vectors.get(ds.id, ds.dim)
+            with index.lock, self.db.snapshot() as conn:
+                index.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
