@@ -36,10 +36,11 @@ from alexandria.ingest.hashing import chunk_hash
 from alexandria.storage import rows
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.chunk_index import checked_vectors as check_vectors
+from alexandria.storage.common.queue_rows import LIVE
 from alexandria.storage.postgres.chunk_index import delete_chunks, hnsw_index_name, insert_chunks
 from alexandria.storage.postgres.core import drop_files_of, write_document_row
 from alexandria.storage.postgres.db import PgEngine
-from alexandria.storage.postgres.jobs import LIVE, queue_index_job
+from alexandria.storage.postgres.jobs import queue_index_job
 
 log = logging.getLogger(__name__)
 
