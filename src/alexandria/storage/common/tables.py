@@ -10,11 +10,14 @@ a lock on its ``data_tables`` row (SQLite's one writer needs none), so that the 
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from alexandria.domain.models import DataSource
-from alexandria.domain.tables import Table, TableRow, TableWrite
+from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, Table, TableRow, TableWrite
 from alexandria.storage import rows as rowmap
 from alexandria.storage.database import Conn, Database, DuplicateKey
 from alexandria.tables.errors import table_name_taken, table_not_found
@@ -28,6 +31,14 @@ TABLE_COLS = (
 )
 SCHEMA_BATCH = 2000  # rows read at a time when a schema is recomputed
 VALUE_TEXT = "CAST(value AS TEXT)"  # a row's JSON as written (text in SQLite, ``json`` in PostgreSQL)
+_SANDBOX_LOCK = threading.Lock()
+
+
+class SqlSandbox(Protocol):
+    """An engine's read-only SQL over tables (``storage/sqlite/sql.py``, ``storage/postgres/sql.py``)."""
+
+    def query(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult: ...
+    def close(self) -> None: ...
 
 
 def dumps(value: object) -> str:
@@ -89,7 +100,11 @@ class TableRows:
 
     db: Database
 
-    # --- engine primitives (overridden where an engine has a faster way) -----------------------------------------
+    # --- engine primitives ---------------------------------------------------------------------------------------
+    def _new_sandbox(self) -> SqlSandbox:
+        """The engine's SQL sandbox (every engine has its own)."""
+        raise NotImplementedError
+
     def _append_rows(self, conn: Conn, table_pk: int, encoded: Sequence[tuple[str, str]]) -> None:
         """Append new ``(row_id, json)`` rows, in order. The caller holds the table's lock and knows none of the ids
         is stored yet."""
@@ -104,6 +119,29 @@ class TableRows:
             "UPDATE table_rows SET value = ? WHERE table_pk = ? AND row_id = ?",
             [(value, table_pk, row_id) for row_id, value in encoded],
         )
+
+    # --- SQL -----------------------------------------------------------------------------------------------------
+    def _query_engine(self) -> SqlSandbox:
+        engine: SqlSandbox | None = self.__dict__.get("_sql_engine")
+        if engine is None:
+            with _SANDBOX_LOCK:
+                engine = self.__dict__.get("_sql_engine")
+                if engine is None:
+                    engine = self._new_sandbox()
+                    self.__dict__["_sql_engine"] = engine
+                    # the sandbox's databases or connections are closed with the store (or when it is collected)
+                    weakref.finalize(self, engine.close)
+        return engine
+
+    def query_tables(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
+        return self._query_engine().query(tables, query, limits)
+
+    def close_sql_engine(self) -> None:
+        """Close the SQL sandbox (a next query starts a new one, which checks the sandbox again)."""
+        with _SANDBOX_LOCK:
+            engine: SqlSandbox | None = self.__dict__.pop("_sql_engine", None)
+        if engine is not None:
+            engine.close()
 
     # --- tables --------------------------------------------------------------------------------------------------
     def upsert_table(self, ds: DataSource, write: TableWrite) -> Table:

@@ -4,17 +4,12 @@ faster primitives for writing many rows (COPY, one ``UPDATE ... FROM unnest``); 
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Sequence
 
-from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable
 from alexandria.storage.common.tables import TableRows
 from alexandria.storage.database import Conn
 from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.sql import PgQueryEngine
-
-_ENGINE_LOCK = threading.Lock()
 
 
 class PgTables(TableRows):
@@ -41,27 +36,8 @@ class PgTables(TableRows):
         )
 
     # --- SQL -----------------------------------------------------------------------------------------------------
-    def _query_engine(self) -> PgQueryEngine:
-        engine: PgQueryEngine | None = self.__dict__.get("_sql_engine")
-        if engine is None:
-            with _ENGINE_LOCK:
-                engine = self.__dict__.get("_sql_engine")
-                if engine is None:
-                    engine = PgQueryEngine(self.engine.url)
-                    self.__dict__["_sql_engine"] = engine
-                    # the engine's connections are closed with the store (or when it is collected)
-                    weakref.finalize(self, engine.close)
-        return engine
-
-    def query_tables(self, tables: Sequence[QueryTable], query: str, limits: QueryLimits) -> QueryResult:
-        return self._query_engine().query(tables, query, limits)
-
-    def close_sql_engine(self) -> None:
-        """Close the SQL engine's connections (a next query starts a new engine, which checks the sandbox again)."""
-        with _ENGINE_LOCK:
-            engine: PgQueryEngine | None = self.__dict__.pop("_sql_engine", None)
-        if engine is not None:
-            engine.close()
+    def _new_sandbox(self) -> PgQueryEngine:
+        return PgQueryEngine(self.engine.url)
 
     def close(self) -> None:
         """Close the SQL engine's connections, then the rest of the store (the next mixin's ``close``)."""
