@@ -21,9 +21,8 @@ from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
 from alexandria.services.jobs import WorkerPool, owner_id, owner_is_dead
 from alexandria.storage.base import Store, StoredChunk
-from alexandria.storage.postgres.jobs import enqueue as pg_enqueue
+from alexandria.storage.common.queue_rows import enqueue
 from alexandria.storage.postgres.store import PostgresStore
-from alexandria.storage.sqlite.jobs import enqueue as sqlite_enqueue
 from alexandria.storage.sqlite.store import SqliteStore
 from tests.fakes import HashingEmbedder
 
@@ -101,13 +100,10 @@ def req(doc_id: str, text: str, **kw: object) -> UpsertRequest:
 
 
 def queue(store: Store, ds: DataSource, n: int, kind: str = "test") -> list[int]:
-    """Queue ``n`` jobs of ``kind`` (the Store protocol has no bare enqueue: each backend's own helper)."""
-    if isinstance(store, PostgresStore):
-        with store.engine.write() as pg:
-            return [pg_enqueue(pg, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
-    assert isinstance(store, SqliteStore)
-    with store.engine.write() as conn:
-        return [sqlite_enqueue(conn, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
+    """Queue ``n`` jobs of ``kind`` (the Store protocol has no bare enqueue: the shared row helper, over the facade)."""
+    assert isinstance(store, SqliteStore | PostgresStore)
+    with store.db.write() as conn:
+        return [enqueue(conn, kind, ds.workspace_id, ds.id, None, {"n": i}, T0).id for i in range(n)]
 
 
 def documents(store: Store, ds: DataSource) -> list[Document]:

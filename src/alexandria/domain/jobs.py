@@ -64,3 +64,10 @@ class DocumentIndexInfo:
     index_state: IndexState
     index_error: str | None
     chunk_count: int
+
+
+def index_job_obsolete(job: Job, stored: tuple[str, str] | None) -> bool:
+    """Whether an index job has nothing left to do, given its document's stored ``(hash, index_state)`` (None: the
+    document is gone): the document was deleted, holds another version than the job's (a newer change superseded
+    it), or is indexed already (a job re-run after a crash). An obsolete job is marked done without writing."""
+    return stored is None or stored[0] != job.payload_str("hash") or stored[1] == IndexState.INDEXED

@@ -13,7 +13,7 @@ import blake3
 import numpy as np
 
 from alexandria.config import Settings
-from alexandria.domain.jobs import IndexState, Job
+from alexandria.domain.jobs import Job, index_job_obsolete
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError, ChunkingFailed, InvalidRequest, QuotaExceeded
 from alexandria.ingest.base import Embedder, Vectors
@@ -315,8 +315,8 @@ class DocumentService:
         for job in jobs:
             try:
                 info = self.store.document_index_info(ds, job.payload_str("document_id"))
-                if info is None or info.hash != job.payload_str("hash") or info.index_state is IndexState.INDEXED:
-                    out[job.id] = None  # obsolete: deleted, superseded, or indexed already
+                if info is None or index_job_obsolete(job, (info.hash, info.index_state)):
+                    out[job.id] = None
                     continue
                 writes = chunk_writes(chunker, section_from_json(json.loads(info.section_json)))
                 known = self.store.vectors_by_chunk_hash(ds, info.document_id)

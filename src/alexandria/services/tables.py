@@ -22,7 +22,7 @@ from alexandria.errors import InvalidRequest
 from alexandria.services.documents import normalize_timestamp
 from alexandria.storage.base import Store
 from alexandria.tables.csv import parse_csv
-from alexandria.tables.errors import TableNotFound, TableRowNotFound
+from alexandria.tables.errors import TableRowNotFound, table_not_found
 
 UNTITLED_TITLE = "Untitled Document"
 _ALPHABET = string.ascii_letters + string.digits
@@ -131,7 +131,7 @@ class TableService:
     def require(self, ds: DataSource, table_id: str) -> Table:
         table = self.get(ds, table_id)
         if table is None:
-            raise TableNotFound(f"Table `{table_id}` not found.")
+            raise table_not_found(table_id)
         return table
 
     def list_all(self, ds: DataSource) -> list[Table]:
@@ -143,7 +143,7 @@ class TableService:
     def update_parents(self, ds: DataSource, table_id: str, parents: Sequence[str], parent_id: str | None) -> None:
         check_table_parents(table_id, parents, parent_id)
         if not self.store.update_table_parents(ds, table_id, parents, parent_id):
-            raise TableNotFound(f"Table `{table_id}` not found.")
+            raise table_not_found(table_id)
 
     # --- rows ----------------------------------------------------------------------------------------------------
     def upsert_rows(self, ds: DataSource, table_id: str, rows: Sequence[TableRow], truncate: bool) -> Table:

@@ -76,3 +76,13 @@ class QueryFailed(InvalidRequest):
     @classmethod
     def not_read_only(cls, what: str) -> QueryFailed:
         return cls.execution(f"Query must be read-only and use only the given tables: {what} is not allowed.")
+
+
+def table_not_found(table_id: str) -> TableNotFound:
+    return TableNotFound(f"Table `{table_id}` not found.")
+
+
+def table_name_taken(name: str, owner_table_id: str | None) -> TableNameNotUnique:
+    """Table names are unique within a data source (they name the tables in SQL queries)."""
+    owner = f" (table_id `{owner_table_id}`)" if owner_table_id is not None else ""
+    return TableNameNotUnique(f"A table named `{name}` already exists in this data source{owner}.")

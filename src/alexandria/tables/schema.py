@@ -198,6 +198,29 @@ def from_rows(values: Iterable[Mapping[str, Cell]]) -> tuple[TableColumn, ...]:
     return SchemaBuilder().add_rows(values).columns()
 
 
+def schema_after_write(
+    schema: Sequence[TableColumn] | None,
+    stale: bool,
+    truncate: bool,
+    replaced: bool,
+    appended: Iterable[Mapping[str, Cell]],
+) -> tuple[tuple[TableColumn, ...] | None, bool]:
+    """The schema kept with a table after a rows upsert, and whether it is stale (Dust's ``schema_stale_at``); the
+    one statement of the rule. ``appended``: the values of the rows that were not stored before, in order.
+
+    - truncate: the schema of the rows written, exact;
+    - a stored row replaced by a different value: stale (deleting a row marks it stale too), and a stale schema is
+      recomputed from all rows when next read (``refresh_table_schema``, only if the rows did not change meanwhile);
+    - rows only appended to an exact schema: the inference continues over them, still exact (see
+      :class:`SchemaBuilder`), without reading the stored rows again.
+    """
+    if truncate:
+        return from_rows(appended), False
+    if replaced or stale:
+        return (None if schema is None else tuple(schema)), True
+    return SchemaBuilder(schema or ()).add_rows(appended).columns(), False
+
+
 def merge(ours: Sequence[TableColumn], other: Sequence[TableColumn]) -> tuple[TableColumn, ...]:
     """Dust's ``TableSchema::merge``: our columns (types widened, possible values concatenated and capped again, an
     empty list becoming ``None``), then the other schema's new columns. Unlike Dust, a ``None`` (given up) list stays

@@ -3,10 +3,9 @@ the data change it follows), retiring obsolete jobs, settling a job. Claiming is
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from alexandria.domain.jobs import INDEX_DOCUMENT, Job, JobState
+from alexandria.domain.jobs import INDEX_DOCUMENT, Job, JobState, index_job_obsolete
 from alexandria.domain.models import DataSource
 from alexandria.storage import rows
 from alexandria.storage.base import DocumentWrite
@@ -52,7 +51,7 @@ def enqueue(
     row = conn.one(
         "INSERT INTO jobs (kind, workspace_id, data_source_id, subject, payload, state, attempts, created_at, "
         f"updated_at, run_after) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) RETURNING {JOB_COLS}",
-        (kind, workspace_id, data_source_id, subject, json.dumps(payload), now_ms, now_ms, now_ms),
+        (kind, workspace_id, data_source_id, subject, Job.encode_payload(payload), now_ms, now_ms, now_ms),
     )
     return job_from_row(missing_row(row))
 
@@ -86,3 +85,14 @@ def finish_job(conn: Conn, job_id: int, owner: str | None, state: JobState, erro
         sql += " AND state = 'running' AND lease_owner = ?"
         params.append(owner)
     return int(conn.execute(sql, params).rowcount) > 0
+
+
+def index_target(conn: Conn, data_source_id: int, job: Job, columns: str = "id, hash, index_state") -> Row | None:
+    """The row (``columns``, starting with ``id, hash, index_state``) of the document an index job indexes, locked
+    until the transaction ends; None when the job is obsolete (:func:`~alexandria.domain.jobs.index_job_obsolete`).
+    Index jobs settle their job row first, then call this (the job, then its document: one lock order)."""
+    found = conn.one(
+        f"SELECT {columns} FROM documents WHERE data_source_id = ? AND document_id = ?{conn.dialect.for_update}",
+        (data_source_id, job.payload_str("document_id")),
+    )
+    return None if index_job_obsolete(job, None if found is None else (str(found[1]), str(found[2]))) else found

@@ -60,7 +60,7 @@ from psycopg.types.string import TextLoader
 from alexandria.domain.tables import QueryLimits, QueryTable, RowValue, TableColumn
 from alexandria.storage import rows as rowmap
 from alexandria.storage.query_cache import CachedDatabase, CachedEngine, CacheKey
-from alexandria.tables.errors import QueryFailed, TableNotFound
+from alexandria.tables.errors import QueryFailed, table_not_found
 from alexandria.tables.schema import I64_MAX, I64_MIN, SchemaBuilder, schema_from_json
 
 SANDBOX_ROLE = "alexandria_sql"
@@ -236,7 +236,7 @@ class PgQueryEngine(CachedEngine[_Database]):
             "SELECT rows_version, schema, schema_stale FROM data_tables WHERE id = %s", (qt.table.pk,)
         ).fetchone()
         if row is None:
-            raise TableNotFound(f"Table `{qt.table.table_id}` not found.")
+            raise table_not_found(qt.table.table_id)
         version = int(row[0])
         if row[2]:
             builder = SchemaBuilder()

@@ -30,7 +30,7 @@ from pathlib import Path
 from alexandria.domain.tables import QueryLimits, QueryTable, RowValue, TableColumn
 from alexandria.storage.query_cache import CachedDatabase, CachedEngine, CacheKey
 from alexandria.storage.sqlite.db import quote_ident
-from alexandria.tables.errors import QueryFailed, TableNotFound
+from alexandria.tables.errors import QueryFailed, table_not_found
 from alexandria.tables.schema import SchemaBuilder, schema_from_json
 
 SQL_TYPES = {"int": "INT", "float": "REAL", "text": "TEXT", "bool": "BOOLEAN", "datetime": "TEXT"}
@@ -128,7 +128,7 @@ class QueryEngine(CachedEngine[_Database]):
             "SELECT rows_version, schema, schema_stale FROM src.data_tables WHERE id = ?", (qt.table.pk,)
         ).fetchone()
         if row is None:
-            raise TableNotFound(f"Table `{qt.table.table_id}` not found.")
+            raise table_not_found(qt.table.table_id)
         version = int(row[0])
         if row[2]:
             builder = SchemaBuilder()
