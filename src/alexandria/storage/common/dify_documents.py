@@ -17,7 +17,7 @@ import numpy as np
 
 from alexandria.domain import dify as rules
 from alexandria.domain.dify import SegmentWrite
-from alexandria.domain.jobs import IndexState, Job, JobState
+from alexandria.domain.jobs import Job, JobState
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
@@ -27,7 +27,7 @@ from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.chunk_index import ChunkIndex
 from alexandria.storage.common.dify_segments import insert_segment
 from alexandria.storage.common.document_rows import document_row, drop_files_of, locked_document, write_document_row
-from alexandria.storage.common.queue_rows import finish_job, queue_index_job
+from alexandria.storage.common.queue_rows import finish_job, index_target, queue_index_job
 from alexandria.storage.database import Database, Dialect
 
 
@@ -192,13 +192,12 @@ class DifyDocumentRows:
         a segment has children; ``unit_vectors``/``unit_tokens`` in that order) if it is searchable, merge
         ``dify_updates`` and mark it indexed (with ``text``, the text parsed from its file, as its content); mark the
         job done either way. None when the job was obsolete."""
-        document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
         vecs = np.ascontiguousarray(unit_vectors, dtype=np.float32)
         with self.index.change(ds) as change:
             conn = change.conn
             finish_job(conn, job.id, None, JobState.DONE, None, now_ms)  # the job's row first, then the document's
-            old = locked_document(conn, ds.id, document_id, "id, hash, index_state, enabled, archived, dify")
-            if old is None or str(old[1]) != doc_hash or str(old[2]) == IndexState.INDEXED:
+            old = index_target(conn, ds.id, job, "id, hash, index_state, enabled, archived, dify")
+            if old is None:
                 return None
             pk = int(old[0])
             conn.execute("DELETE FROM segments WHERE document_pk = ?", (pk,))

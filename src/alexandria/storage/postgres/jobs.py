@@ -5,15 +5,9 @@ statement's snapshot is re-checked once locked."""
 
 from __future__ import annotations
 
-import json
-
-import psycopg
-
-from alexandria.domain.jobs import INDEX_DOCUMENT, Job
-from alexandria.domain.models import DataSource
-from alexandria.storage.base import DocumentWrite
+from alexandria.domain.jobs import Job
 from alexandria.storage.common.queue import QueueRows
-from alexandria.storage.common.queue_rows import JOB_COLS, LIVE, job_from_row
+from alexandria.storage.common.queue_rows import JOB_COLS, job_from_row
 
 # A job is ready when it is queued and its ``run_after`` has come, or running with an expired lease (its worker died).
 READY = "(state = 'running' AND lease_until <= ?) OR (state = 'queued' AND run_after <= ?)"
@@ -39,26 +33,3 @@ class PgJobs(QueueRows):
                 (owner, now_ms + lease_ms, now_ms, now_ms, now_ms, limit),
             )
         return sorted((job_from_row(r) for r in got), key=lambda j: j.id)
-
-
-# --- legacy: for the callers still on a raw connection (storage/postgres/core.py and dify.py); they move to
-# ``storage/common/queue_rows`` (the same functions over the facade), then these go.
-def retire_queued(conn: psycopg.Connection, data_source_id: int, subject: str, now_ms: int) -> int:
-    cur = conn.execute(
-        "UPDATE jobs SET state = 'done', updated_at = %s "
-        f"WHERE data_source_id = %s AND subject = %s AND {LIVE} AND state = 'queued'",
-        (now_ms, data_source_id, subject),
-    )
-    return int(cur.rowcount)
-
-
-def queue_index_job(conn: psycopg.Connection, ds: DataSource, doc: DocumentWrite, now_ms: int) -> Job:
-    retire_queued(conn, ds.id, doc.document_id, now_ms)
-    payload = {"document_id": doc.document_id, "hash": doc.hash}
-    row = conn.execute(
-        "INSERT INTO jobs (kind, workspace_id, data_source_id, subject, payload, state, attempts, created_at, "
-        f"updated_at, run_after) VALUES (%s, %s, %s, %s, %s, 'queued', 0, %s, %s, %s) RETURNING {JOB_COLS}",
-        (INDEX_DOCUMENT, ds.workspace_id, ds.id, doc.document_id, json.dumps(payload), now_ms, now_ms, now_ms),
-    ).fetchone()
-    assert row is not None
-    return job_from_row(row)

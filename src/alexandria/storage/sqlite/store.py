@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from alexandria.config import Settings
-from alexandria.errors import InvalidRequest, StorageError
+from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
 from alexandria.storage.common.catalog import Catalog
 from alexandria.storage.common.dify_catalog import DifyCatalogRows
@@ -66,23 +65,3 @@ class SqliteStore(
         )
         got = cur.fetchall()
         return [int(r[0]) for r in got], vectors_from_blobs([r[1] for r in got], dim)
-
-    # --- raw-connection chunk helpers of the mixins not yet written over the index (jobs.py, dify.py) -------------
-    @staticmethod
-    def _delete_chunks(conn: sqlite3.Connection, fts: str, document_pk: int) -> list[int]:
-        old = conn.execute("SELECT id, text FROM chunks WHERE document_pk = ?", (document_pk,)).fetchall()
-        conn.executemany(f"INSERT INTO {fts} ({fts}, rowid, text) VALUES ('delete', ?, ?)", [(r[0], r[1]) for r in old])
-        conn.execute("DELETE FROM chunks WHERE document_pk = ?", (document_pk,))
-        return [int(r[0]) for r in old]
-
-    @staticmethod
-    def _vector_version(conn: sqlite3.Connection, data_source_id: int) -> int:
-        row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (data_source_id,)).fetchone()
-        if row is None:
-            raise StorageError(f"data source {data_source_id} vanished")
-        return int(row[0])
-
-    @staticmethod
-    def _bump_version(conn: sqlite3.Connection, data_source_id: int) -> int:
-        conn.execute("UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?", (data_source_id,))
-        return SqliteStore._vector_version(conn, data_source_id)
