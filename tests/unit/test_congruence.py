@@ -158,9 +158,33 @@ SCORES: dict[SearchMode, Callable[[ChunkHit], float | None]] = {
 TOLERANCE = {SearchMode.KEYWORD: BM25, SearchMode.VECTOR: COSINE, SearchMode.HYBRID: FUSED}
 
 
+class SqliteMissedChunks(AssertionError):
+    """The SQLite store's HNSW (usearch) search left out live chunks although ``k`` covers them all."""
+
+
+class PostgresMissedChunks(AssertionError):
+    """The PostgreSQL store's HNSW (pgvector) search left out live chunks although ``k`` covers them all."""
+
+
+MISSED = {"sqlite": SqliteMissedChunks, "postgres": PostgresMissedChunks}
+
+
+def check_recall(side: Side, query: str, hits: list[ChunkHit], k: int) -> None:
+    """An unfiltered vector search whose ``k`` covers every chunk must return every chunk (each has a score)."""
+    docs = side.core.store.list_documents(side.ds, None, 10_000, 0)[0]
+    chunks = side.core.store.chunks_of_documents([d.pk for d in docs])
+    if k >= len(chunks) > len(hits):
+        missed = sorted({c.pk for c in chunks} - {h.chunk_pk for h in hits})
+        raise MISSED[side.name](f"{side.name}: vector search {query!r} k={k}: {len(hits)} of {len(chunks)} chunks, "
+                                f"missed chunk pks {missed}")  # fmt: skip
+
+
 def compare_search(pair: Pair, query: str, mode: SearchMode, filters: FilterSet, k: int) -> None:
     what = f"{mode.value} search {query!r} k={k} {filters}"
     hits = [s.core.search.rank_chunks(s.ds, query, mode, filters, k) for s in pair]
+    if mode is SearchMode.VECTOR and filters.is_empty():
+        for side, side_hits in zip(pair, hits, strict=True):
+            check_recall(side, query, side_hits, k)
     ranked: list[Ranked] = [chunk_ranking(s, h, SCORES[mode]) for s, h in zip(pair, hits, strict=True)]
     assert_same_ranking(what, ranked[0], ranked[1], k, **TOLERANCE[mode])
     # every signal's score and the chunk itself, for the chunks both returned
@@ -192,15 +216,46 @@ def _latest(side: Side, filters: FilterSet, k: int) -> list[tuple[str, list[int]
     return [(side.key(h.document), [c.offset for c in h.chunks]) for h in found]
 
 
+ANN_FILTERED = {"exact_search_max_candidates": 6, "hybrid_alpha": 0.3}
+
+
 @pytest.mark.parametrize(
     ("seed", "overrides"),
-    [(1, {}), (2, {"exact_search_max_candidates": 6, "hybrid_alpha": 0.3})],
-    ids=["exact-filtered", "ann-filtered"],
+    [
+        pytest.param(1, {}, id="exact-filtered"),
+        pytest.param(2, ANN_FILTERED, id="ann-filtered"),
+        pytest.param(
+            17,
+            {},
+            id="sqlite-hnsw-recall",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=SqliteMissedChunks,
+                reason="SQLite's usearch HNSW, after chunks were removed and added, no longer reaches a live chunk: "
+                "an unfiltered vector search with k=40 over 20 chunks returns 19 (PostgreSQL returns 20)",
+            ),
+        ),
+        pytest.param(
+            30,
+            ANN_FILTERED,
+            id="postgres-hnsw-recall",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=PostgresMissedChunks,
+                reason="pgvector's HNSW, after chunks were deleted and not yet vacuumed, no longer reaches a live "
+                "chunk: an unfiltered vector search with k=40 over 26 chunks returns 25 (SQLite returns 26; "
+                "after VACUUM chunks, 26)",
+            ),
+        ),
+    ],
 )
 def test_documents_and_searches_agree(open_sides: Callable[..., Pair], seed: int, overrides: dict[str, Any]) -> None:
     pair = open_sides(**overrides)
     for side in pair:
         side.ds = side.core.catalog.create_data_source(side.ws, "docs", embedder="fake")
+    with pair[1].core.store.engine.write() as conn:  # type: ignore[attr-defined]
+        # A vacuum restores pgvector's HNSW recall (see postgres-hnsw-recall): not at a time set by the machine's speed
+        conn.execute("ALTER TABLE chunks SET (autovacuum_enabled = off)")
     rng = random.Random(seed)
     last: dict[str, UpsertRequest] = {}
     for step in range(1, 121):
