@@ -4,7 +4,11 @@ totals, chunks, keyword / vector / hybrid rankings and scores under random filte
 updates, Dify documents, segments and metadata filters, tables and their rows).
 
 The vocabulary is words that both keyword analyzers (FTS5 ``porter unicode61``, PostgreSQL ``english``) keep whole
-and as they are, so BM25 sees the same terms and lengths on both; ``test_natural_text_bm25`` pins where they part."""
+and as they are, so BM25 sees the same terms and lengths on both; ``test_natural_text_bm25`` pins where they part.
+
+Divergences found are pinned as strict xfails, each raising only its own failure: ``test_natural_text_bm25``,
+``test_sql_order_by_nulls``, and two seeds of ``test_documents_and_searches_agree`` where one engine's HNSW index no
+longer reaches a live chunk after deletes (``sqlite-hnsw-recall``, ``postgres-hnsw-recall``)."""
 
 # B023: every lambda below is called at once, inside ``both()``, never after its loop variables moved on.
 # ruff: noqa: B023
@@ -134,13 +138,18 @@ def compare_documents(pair: Pair, rng: random.Random) -> None:
         both(pair, lambda s: doc_view(s.core.documents.get(s.ds, doc_id)), f"get {doc_id}")
         both(pair, lambda s: s.core.store.document_hash(s.ds, doc_id), f"hash of {doc_id}")
         both(pair, lambda s: _chunks(s, doc_id), f"chunks of {doc_id}")
-        both(pair, lambda s: sorted(s.core.store.vectors_by_chunk_hash(s.ds, doc_id)), f"chunk hashes of {doc_id}")
+        both(pair, lambda s: _vectors(s, doc_id), f"stored vectors of {doc_id}")
     assert len(ids) == len(set(ids))
 
 
 def _listed(side: Side, wanted: list[str] | None, limit: int, offset: int) -> tuple[list[object], int]:
     docs, total = side.core.documents.list(side.ds, wanted, limit, offset)
     return [doc_view(d, ("document_id", "timestamp", "hash", "chunk_count")) for d in docs], total
+
+
+def _vectors(side: Side, doc_id: str) -> dict[str, list[float]]:
+    """The document's stored vectors by chunk hash (float32 on both engines: equal, not just close)."""
+    return {h: [float(x) for x in v] for h, v in side.core.store.vectors_by_chunk_hash(side.ds, doc_id).items()}
 
 
 def _chunks(side: Side, doc_id: str) -> list[tuple[int, str, str]] | None:
@@ -224,6 +233,8 @@ ANN_FILTERED = {"exact_search_max_candidates": 6, "hybrid_alpha": 0.3}
     [
         pytest.param(1, {}, id="exact-filtered"),
         pytest.param(2, ANN_FILTERED, id="ann-filtered"),
+        pytest.param(41, {}, id="exact-filtered-2"),
+        pytest.param(40, ANN_FILTERED, id="ann-filtered-2"),
         pytest.param(
             17,
             {},
