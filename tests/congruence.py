@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from alexandria.config import Settings
-from alexandria.domain.models import ChunkHit, DataSource, Document, Workspace
+from alexandria.domain.filters import FilterSet
+from alexandria.domain.models import ChunkHit, DataSource, Document, SearchMode, Workspace
 from alexandria.errors import AlexandriaError
 from alexandria.services.core import Core
+from alexandria.services.search import SearchRequest
 from tests.fakes import HashingEmbedder
+
+WORDS = (
+    "alpha beta gamma delta epsilon zeta theta iota kappa lambda omicron sigma upsilon omega rho tau phi chi psi "
+    "quark boson lepton"
+).split()
+TAGS = ["t1", "t2", "t3", "t4", "t5"]
+FOLDERS = ["f1", "f2", "f3"]
+IDS = [f"d{i}" for i in range(24)]
+BM25 = {"rel": 1e-4, "abs_": 1e-12}  # IDFs floored at 1e-6 give scores of that order
+COSINE = {"rel": 1e-5, "abs_": 1e-5}
+FUSED = {"rel": 1e-4, "abs_": 1e-5}
 
 Key = tuple[str, int]  # (document id or title, chunk offset or segment position): the same on both engines
 Ranked = list[tuple[Key, float]]
@@ -67,6 +82,9 @@ class Side:
         return next(uuid for uuid, name in self.labels.items() if name == label)
 
 
+Pair = tuple[Side, Side]  # (SQLite, PostgreSQL)
+
+
 def open_side(name: str, settings: Settings) -> Side:
     core = Core(settings)
     for embedder in ("fake", "minilm"):
@@ -75,7 +93,7 @@ def open_side(name: str, settings: Settings) -> Side:
     return Side(name, core, ws)
 
 
-def open_pair(root: Path, pg_url: str, **overrides: Any) -> tuple[Side, Side]:
+def open_pair(root: Path, pg_url: str, **overrides: Any) -> Pair:
     """The embedded SQLite store and the PostgreSQL store, with the same settings."""
     base: dict[str, Any] = {"max_document_mb": 1.0, "hybrid_candidates": 1000, **overrides}
     lite = open_side("sqlite", Settings(data_dir=root / "sqlite", database_url=None, **base))
@@ -142,3 +160,69 @@ def chunk_ranking(side: Side, hits: Sequence[ChunkHit], score: Callable[[ChunkHi
         assert value is not None, h
         out.append(((side.key(docs[h.document_pk]), h.offset), value))
     return out
+
+
+def both(pair: Pair, fn: Callable[[Side], object], what: str) -> object:
+    """Run ``fn`` on both sides; their outcomes (result or domain error) must be equal."""
+    a, b = (outcome(partial(fn, side)) for side in pair)
+    assert a == b, f"{what}\n sqlite:   {a}\n postgres: {b}"
+    return a
+
+
+def words(rng: random.Random, lo: int, hi: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
+
+
+SCORES: dict[SearchMode, Callable[[ChunkHit], float | None]] = {
+    SearchMode.KEYWORD: lambda h: h.keyword_score,
+    SearchMode.VECTOR: lambda h: h.vector_score,
+    SearchMode.HYBRID: lambda h: h.score,
+}
+TOLERANCE = {SearchMode.KEYWORD: BM25, SearchMode.VECTOR: COSINE, SearchMode.HYBRID: FUSED}
+
+
+class SqliteMissedChunks(AssertionError):
+    """The SQLite store's HNSW (usearch) search left out live chunks although ``k`` covers them all."""
+
+
+class PostgresMissedChunks(AssertionError):
+    """The PostgreSQL store's HNSW (pgvector) search left out live chunks although ``k`` covers them all."""
+
+
+MISSED = {"sqlite": SqliteMissedChunks, "postgres": PostgresMissedChunks}
+
+
+def check_recall(side: Side, query: str, hits: list[ChunkHit], k: int) -> None:
+    """An unfiltered vector search whose ``k`` covers every chunk must return every chunk (each has a score)."""
+    docs = side.core.store.list_documents(side.ds, None, 10_000, 0)[0]
+    chunks = side.core.store.chunks_of_documents([d.pk for d in docs])
+    if k >= len(chunks) > len(hits):
+        missed = sorted({c.pk for c in chunks} - {h.chunk_pk for h in hits})
+        raise MISSED[side.name](f"{side.name}: vector search {query!r} k={k}: {len(hits)} of {len(chunks)} chunks, "
+                                f"missed chunk pks {missed}")  # fmt: skip
+
+
+def compare_search(pair: Pair, query: str, mode: SearchMode, filters: FilterSet, k: int) -> None:
+    what = f"{mode.value} search {query!r} k={k} {filters}"
+    hits = [s.core.search.rank_chunks(s.ds, query, mode, filters, k) for s in pair]
+    if mode is SearchMode.VECTOR and filters.is_empty():
+        for side, side_hits in zip(pair, hits, strict=True):
+            check_recall(side, query, side_hits, k)
+    ranked: list[Ranked] = [chunk_ranking(s, h, SCORES[mode]) for s, h in zip(pair, hits, strict=True)]
+    assert_same_ranking(what, ranked[0], ranked[1], k, **TOLERANCE[mode])
+    # every signal's score and the chunk itself, for the chunks both returned
+    details = []
+    for side_hits, side_ranked in zip(hits, ranked, strict=True):
+        details.append({key: h for (key, _), h in zip(side_ranked, side_hits, strict=True)})
+    for key in details[0].keys() & details[1].keys():
+        a, b = details[0][key], details[1][key]
+        assert (a.text, a.hash) == (b.text, b.hash), what
+        for got, want, tol in ((a.keyword_score, b.keyword_score, BM25), (a.vector_score, b.vector_score, COSINE)):
+            assert (got is None) == (want is None), (what, key, a, b)
+            assert got is None or want is None or close(got, want, **tol), (what, key, a, b)
+
+
+def latest(side: Side, filters: FilterSet, k: int) -> list[tuple[str, list[int]]]:
+    """An empty-query search: the latest documents (timestamp, then newest first) with their first chunks."""
+    found = side.core.search.search(side.ds, SearchRequest("", k, filters=filters))
+    return [(side.key(h.document), [c.offset for c in h.chunks]) for h in found]
