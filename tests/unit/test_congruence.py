@@ -196,7 +196,7 @@ def test_documents_and_searches_agree(open_sides: Callable[..., Pair], seed: int
     pair = open_sides(**overrides)
     for side in pair:
         side.ds = side.core.catalog.create_data_source(side.ws, "docs", embedder="fake")
-    with pair[1].core.store.engine.write() as conn:  # type: ignore[attr-defined]
+    with pair[1].core.store.db.write() as conn:  # type: ignore[attr-defined]  # the storage facade
         # A vacuum restores pgvector's HNSW recall (see postgres-hnsw-recall): not at a time set by the machine's speed
         conn.execute("ALTER TABLE chunks SET (autovacuum_enabled = off)")
     rng = random.Random(seed)
