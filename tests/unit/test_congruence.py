@@ -40,10 +40,8 @@ from tests.congruence import (
     TAGS,
     WORDS,
     Pair,
-    PostgresMissedChunks,
     Ranked,
     Side,
-    SqliteMissedChunks,
     assert_same_ranking,
     both,
     close,
@@ -167,29 +165,10 @@ ANN_FILTERED = {"exact_search_max_candidates": 6, "hybrid_alpha": 0.3}
         pytest.param(2, ANN_FILTERED, id="ann-filtered"),
         pytest.param(41, {}, id="exact-filtered-2"),
         pytest.param(40, ANN_FILTERED, id="ann-filtered-2"),
-        pytest.param(
-            17,
-            {},
-            id="sqlite-hnsw-recall",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=SqliteMissedChunks,
-                reason="SQLite's usearch HNSW, after chunks were removed and added, no longer reaches a live chunk: "
-                "an unfiltered vector search with k=40 over 20 chunks returns 19 (PostgreSQL returns 20)",
-            ),
-        ),
-        pytest.param(
-            30,
-            ANN_FILTERED,
-            id="postgres-hnsw-recall",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=PostgresMissedChunks,
-                reason="pgvector's HNSW, after chunks were deleted and not yet vacuumed, no longer reaches a live "
-                "chunk: an unfiltered vector search with k=40 over 26 chunks returns 25 (SQLite returns 26; "
-                "after VACUUM chunks, 26)",
-            ),
-        ),
+        # seeds where each engine's HNSW graph once lost a live chunk (usearch after removals; pgvector before a
+        # vacuum): both now fall back to exact search when HNSW returns fewer hits than there are eligible chunks
+        pytest.param(17, {}, id="sqlite-hnsw-recall"),
+        pytest.param(30, ANN_FILTERED, id="postgres-hnsw-recall"),
     ],
 )
 def test_documents_and_searches_agree(open_sides: Callable[..., Pair], seed: int, overrides: dict[str, Any]) -> None:

@@ -168,12 +168,7 @@ class PgSearch:
                 ).fetchone()
                 candidates = int(row[0]) if row else 0
                 if candidates <= self.exact_max:  # few rows: exact, and recall 1.0 whatever the filter
-                    found = conn.execute(
-                        f"SELECT c.id, 1 - (c.embedding <=> %s) AS s FROM chunks c {join} "
-                        f"WHERE c.data_source_id = {ds_id} AND {where} ORDER BY c.embedding <=> %s, c.id LIMIT %s",
-                        (query, *params, query, k),
-                    ).fetchall()
-                    return [ScoredId(int(r[0]), float(r[1])) for r in found]
+                    return self._exact(conn, ds_id, join, where, params, query, k)
             ef = max(int(self.hnsw_ef_search), k)
             conn.execute(f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order")
             # ds id and dim are literals: the planner must match the data source's partial HNSW index
@@ -183,8 +178,33 @@ class PgSearch:
                 f"ORDER BY (c.embedding::halfvec({dim})) <=> %s::halfvec({dim}) LIMIT %s",
                 (query, *params, query, k),
             ).fetchall()
+            if len(found) < k:  # fewer than k: HNSW may have missed live rows (pgvector, before a vacuum)
+                row = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM chunks c {join} WHERE c.data_source_id = {ds_id} "
+                    f"AND {where} LIMIT %s) AS eligible",
+                    (*params, k),
+                ).fetchone()
+                if row is not None and int(row[0]) > len(found):
+                    return self._exact(conn, ds_id, join, where, params, query, k)
         hits = [ScoredId(int(r[0]), float(r[1])) for r in found]
         return sorted(hits, key=lambda h: (-h.score, h.pk))
+
+    @staticmethod
+    def _exact(
+        conn: psycopg.Connection,
+        ds_id: int,
+        join: str,
+        where: str,
+        params: list[object],
+        query: Vectors,
+        k: int,
+    ) -> list[ScoredId]:
+        found = conn.execute(
+            f"SELECT c.id, 1 - (c.embedding <=> %s) AS s FROM chunks c {join} "
+            f"WHERE c.data_source_id = {ds_id} AND {where} ORDER BY c.embedding <=> %s, c.id LIMIT %s",
+            (query, *params, query, k),
+        ).fetchall()
+        return [ScoredId(int(r[0]), float(r[1])) for r in found]
 
     def latest_documents(self, ds: DataSource, filters: FilterSet, limit: int) -> list[int]:
         params: list[object] = [ds.id]

@@ -121,6 +121,10 @@ class SqliteSearch:
         best = sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [ScoredId(pk, s) for pk, s in best]
 
+    def _chunk_ids(self, ds: DataSource) -> list[int]:
+        cur = self.engine.reader().execute("SELECT id FROM chunks WHERE data_source_id = ?", (ds.id,))
+        return [int(r[0]) for r in cur]
+
     def _ensure_index(self, ds: DataSource) -> None:
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
@@ -144,6 +148,9 @@ class SqliteSearch:
             index = self.vectors.get(ds.id, ds.dim)
             with index.lock:
                 ids, scores = index.search(query, k)
+                live = len(index)
+            if len(ids) < min(k, live):  # HNSW lost a live vector (usearch, after removals): exact never does
+                return self._exact(ds, query, self._chunk_ids(ds), k)
             return [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
         params: list[object] = [ds.id]
         where = compile_filters(filters, "d", params)
@@ -167,8 +174,10 @@ class SqliteSearch:
             with index.lock:
                 ids, scores = index.search(query, want)
             hits = [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if int(i) in allowed]
-            if len(hits) >= k or want >= total:
+            if len(hits) >= k:
                 return hits[:k]
+            if want >= total:  # the whole index searched: fewer hits than candidates means HNSW lost some
+                return hits if len(hits) >= len(candidates) else self._exact(ds, query, candidates, k)
             if want * 4 >= total:
                 return self._exact(ds, query, candidates, k)
             want *= 4
