@@ -87,7 +87,8 @@ def postgres_url(given: str | None) -> Iterator[str]:
     if given:
         yield given
         return
-    from alexandria.storage.postgres.embedded import start
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: devtools/
+    from devtools.embedded_pg import start
 
     base = Path(tempfile.mkdtemp(prefix="alexandria-bench-pg-"))
     base.chmod(0o711)

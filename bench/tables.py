@@ -18,6 +18,7 @@ import secrets
 import shutil
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -156,7 +157,8 @@ def postgres_url(given: str | None) -> Iterator[str]:
     if given:
         yield given
         return
-    from alexandria.storage.postgres.embedded import start
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: devtools/
+    from devtools.embedded_pg import start
 
     base = Path(tempfile.mkdtemp(prefix="alexandria-bench-pg-"))
     base.chmod(0o711)  # the server's OS user must traverse it when running as root

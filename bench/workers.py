@@ -98,7 +98,8 @@ def main() -> None:
     try:
         url = args.database_url
         if url is None:
-            from alexandria.storage.postgres.embedded import start
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: devtools/
+            from devtools.embedded_pg import start
 
             server = start(tmp / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
         for backend in ("sqlite", "postgres"):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from alexandria.storage.postgres.embedded import EmbeddedPostgres, start
+from devtools.embedded_pg import EmbeddedPostgres, start
 
 TEST_SETTINGS = {
     "fsync": "off",

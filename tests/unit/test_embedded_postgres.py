@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from alexandria.storage.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError, start
+from devtools.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, start
 from tests import pg
 
 

@@ -25,8 +25,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from alexandria.domain.metadata_filter import MetadataCondition, MetadataFilter, Operator, matches_metadata
-from alexandria.storage.postgres.embedded import EmbeddedPostgres
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
+from devtools.embedded_pg import EmbeddedPostgres
 from tests.unit.test_metadata_filter import (
     ALL_IDS,
     ALL_OPERATORS,

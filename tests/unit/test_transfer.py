@@ -53,8 +53,8 @@ from alexandria.services.folders import FolderRequest
 from alexandria.services.search import SearchRequest
 from alexandria.services.tables import TableRef, TableUpsert
 from alexandria.storage.common import transfer_rows
-from alexandria.storage.postgres.embedded import EmbeddedPostgres
 from alexandria.storage.sqlite.store import SqliteStore
+from devtools.embedded_pg import EmbeddedPostgres
 from tests.fakes import HashingEmbedder
 
 pytestmark = pytest.mark.anyio

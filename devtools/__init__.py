@@ -1,0 +1,2 @@
+"""Development and test tools that are not part of the runtime package (``alexandria``): importable from the
+repository root, as ``tests/`` and ``bench/`` do."""
