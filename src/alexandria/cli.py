@@ -143,7 +143,7 @@ def keys_create(
                 core.spaces.group(ws, group)  # every group must exist before the key is made
             bound = None
             if dataset is not None:
-                found = core.store.get_data_source_by_uuid(ws.id, dataset) or core.catalog.data_source(ws, dataset)
+                found = core.catalog.find_dataset(ws, dataset) or core.catalog.data_source(ws, dataset)
                 bound = found.id
             key, secret = core.keys.create(ws, Role(role), name, data_source_id=bound)
             for group in groups:
@@ -213,7 +213,7 @@ def datasources_list(data_dir: Path | None, workspace: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        for ds in core.store.list_data_sources(ws.id, None):
+        for ds in core.catalog.data_sources(ws):
             click.echo(f"{ds.sid}\t{ds.name}\t{ds.embedder}\t{ds.chunk_size}")
 
 
@@ -335,7 +335,7 @@ def eval_command(
     with open_core(settings) as core:
         ws, _ = core.catalog.ensure_workspace("eval")
         name = f"beir-{dataset_dir.resolve().name}-{embedder or core.embedders.default_name()}".replace("/", "-")
-        ds = core.store.get_data_source(ws.id, name) or core.catalog.create_data_source(ws, name, embedder=embedder)
+        ds = core.catalog.find_data_source(ws, name) or core.catalog.create_data_source(ws, name, embedder=embedder)
         t0 = time.perf_counter()
         with progress() as bar:
             task = bar.add_task("embedding", total=None)

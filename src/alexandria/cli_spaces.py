@@ -43,7 +43,7 @@ def spaces_list(data_dir: Path | None, workspace: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        for s in core.store.list_spaces(ws.id):
+        for s in core.catalog.spaces(ws):
             flag = "restricted" if s.restricted else "open"
             click.echo(f"{s.sid}\t{s.kind.value}\t{s.name}\t{flag}\t{','.join(s.group_ids)}")
 
@@ -78,7 +78,7 @@ def groups_list(data_dir: Path | None, workspace: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        for g in core.store.list_groups(ws.id):
+        for g in core.spaces.groups(ws):
             click.echo(f"{g.sid}\t{g.kind.value}\t{g.name}")
 
 
@@ -92,7 +92,7 @@ def groups_add_key(data_dir: Path | None, workspace: str, group: str, key_id: in
     with open_core(settings_for(data_dir)) as core:
         try:
             ws = core.catalog.workspace(workspace)
-            key = next((k for k in core.store.list_api_keys(ws.id) if k.id == key_id), None)
+            key = core.keys.get(ws, key_id)
             if key is None:
                 fail(f"no key #{key_id} in workspace {ws.sid}")
             g = core.spaces.add_key(ws, group, key)
@@ -111,9 +111,9 @@ def keys_list(data_dir: Path | None, workspace: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        for k in core.store.list_api_keys(ws.id):
+        for k in core.keys.workspace_keys(ws):
             state = "disabled" if k.disabled else "active"
-            member_of = sorted(core.store.key_group_sids(ws.id, k.id))
+            member_of = sorted(core.spaces.member_of(ws, k))
             click.echo(f"{k.id}\t{k.prefix}…\t{k.role.value}\t{k.name}\t{state}\t{','.join(member_of)}")
 
 
@@ -128,7 +128,7 @@ def keys_revoke(data_dir: Path | None, workspace: str, key_id: int) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        if not core.store.disable_api_key(ws.id, key_id):
+        if not core.keys.disable(ws, key_id):
             fail(f"no active key #{key_id} in workspace {ws.sid}")
         err.print(f"key #{key_id} revoked")
 
@@ -167,9 +167,9 @@ def views_list(data_dir: Path | None, workspace: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        spaces_by_id = {s.id: s for s in core.store.list_spaces(ws.id)}
-        sources = {d.id: d for d in core.store.list_data_sources(ws.id, None)}
-        for v in core.store.list_views(ws.id):
+        spaces_by_id = {s.id: s for s in core.catalog.spaces(ws)}
+        sources = {d.id: d for d in core.catalog.data_sources(ws)}
+        for v in core.spaces.views(ws):
             parents = "*" if v.parents_in is None else ",".join(v.parents_in)
             click.echo(
                 f"{v.sid}\t{v.kind.value}\t{spaces_by_id[v.space_id].name}\t{sources[v.data_source_id].name}\t{parents}"
@@ -187,8 +187,7 @@ def views_delete(data_dir: Path | None, workspace: str, view_id: str) -> None:
             ws = core.catalog.workspace(workspace)
         except AlexandriaError as exc:
             fail(exc.message)
-        view = core.store.get_view(ws.id, view_id)
-        if view is None or not core.store.delete_view(view.id):
+        if not core.spaces.delete_view(ws, view_id):
             fail(f"no custom view {view_id!r} in workspace {ws.sid}")
         err.print(f"view {view_id} deleted")
 

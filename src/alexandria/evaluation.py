@@ -115,7 +115,7 @@ def ingest_corpus(
 def rank_documents(core: Core, ds: DataSource, query: str, mode: SearchMode) -> list[str]:
     """Document ids best first (a document scores as its best chunk)."""
     hits = core.search.rank_chunks(ds, query, mode, FilterSet(), CHUNKS_PER_QUERY)
-    docs = core.store.documents_by_pk(sorted({h.document_pk for h in hits}), with_text=False)
+    docs = core.search.documents_by_pk(sorted({h.document_pk for h in hits}))
     ranked: list[str] = []
     for h in hits:
         doc_id = docs[h.document_pk].document_id if h.document_pk in docs else None

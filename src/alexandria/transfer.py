@@ -47,7 +47,7 @@ from alexandria.storage.common.transfer_rows import BINARY, COUNTS, Row
 if TYPE_CHECKING:
     import click
 
-    from alexandria.storage.base import Store
+    from alexandria.storage.base import TransferStore
 
 FORMAT = "alexandria-export"
 VERSION = 1
@@ -176,7 +176,7 @@ def read_export(inp: IO[str]) -> tuple[ExportHeader, Iterator[tuple[str, Row]]]:
 
 
 def export_workspace(
-    store: Store,
+    store: TransferStore,
     workspace_sid: str,
     out: IO[str],
     *,
@@ -197,7 +197,7 @@ def export_workspace(
 
 
 def import_workspace(
-    store: Store,
+    store: TransferStore,
     inp: IO[str],
     *,
     on_start: Callable[[ExportHeader], None] | None = None,

@@ -10,12 +10,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from alexandria.config import Settings
-from alexandria.domain.dify import RE_SEGMENT, reusable_by_title
+from alexandria.domain.dify import RE_SEGMENT, DatasetCounts, UploadedFile, reusable_by_title
 from alexandria.domain.dify import display_status as display_status  # the Dify dialect renders it from here
 from alexandria.domain.jobs import Job
 from alexandria.domain.models import DataSource, Document, SpaceKind, Workspace
@@ -29,7 +29,7 @@ from alexandria.services.dify_meta import built_in_values
 from alexandria.services.dify_segments import plan_segments
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.jobs import JobService
-from alexandria.storage.base import DocumentWrite, Store
+from alexandria.storage.base import CatalogStore, DifyStore, DocumentStore, DocumentWrite
 
 DOC_FORMS = ("text_model", "hierarchical_model", "qa_model")
 INDEXING_TECHNIQUES = ("high_quality", "economy")
@@ -76,10 +76,14 @@ class FileUpload:
     data: bytes
 
 
+class DifyStores(CatalogStore, DocumentStore, DifyStore, Protocol):
+    """The store roles ``DifyService`` uses."""
+
+
 class DifyService:
     def __init__(
         self,
-        store: Store,
+        store: DifyStores,
         embedders: EmbedderRegistry,
         settings: Settings,
         jobs: JobService,
@@ -197,6 +201,10 @@ class DifyService:
 
     def embedding_model_name(self, ds: DataSource) -> str:
         return self.embedders.get(ds.embedder).name
+
+    def counts(self, ds: DataSource) -> DatasetCounts:
+        """The dataset's document and word counts (as Dify's dataset answer shows them)."""
+        return self.store.data_source_counts([ds.id])[ds.id]
 
     # --- documents -----------------------------------------------------------------------------------------------
     def document(self, ds: DataSource, document_id: str, message: str = "Document not found.") -> Document:
@@ -356,6 +364,14 @@ class DifyService:
         f = self.store.save_file(ds.workspace_id, upload.filename, ext, mime, upload.data)
         return {"id": f.uuid, "name": f.name, "size": f.size, "extension": f.extension, "mime_type": f.mime_type,
                 "created_at": f.created_at / 1000}  # fmt: skip
+
+    def uploaded_file(self, workspace_id: int, file_id: str) -> tuple[UploadedFile, bytes] | None:
+        """An uploaded file of the workspace and its bytes."""
+        return self.store.get_file(workspace_id, file_id)
+
+    def instance_secret(self, name: str) -> str:
+        """This instance's secret ``name`` (made on first use, the same for every process on the store)."""
+        return self.store.instance_secret(name)
 
     def _write(
         self,

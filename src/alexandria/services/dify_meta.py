@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from alexandria.domain.dify import DatasetTag, MetadataField
 from alexandria.domain.models import DataSource, Document, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, NotFound
 from alexandria.services.dify_segments import DifySegments
-from alexandria.storage.base import Store
+from alexandria.storage.base import CatalogStore, DifyStore
 
 BUILT_IN_FIELDS: tuple[tuple[str, str], ...] = (
     ("document_name", "string"),
@@ -38,8 +38,12 @@ def built_in_values(doc: Document) -> dict[str, Any]:
     }
 
 
+class MetaStores(CatalogStore, DifyStore, Protocol):
+    """The store roles ``DifyMeta`` uses."""
+
+
 class DifyMeta:
-    def __init__(self, store: Store, segments: DifySegments) -> None:
+    def __init__(self, store: MetaStores, segments: DifySegments) -> None:
         self.store = store
         self.segments = segments
 
@@ -139,6 +143,10 @@ class DifyMeta:
     # --- tags ----------------------------------------------------------------------------------------------------
     def tags(self, workspace: Workspace) -> list[DatasetTag]:
         return self.store.list_tags(workspace.id)
+
+    def dataset_tags(self, ds: DataSource) -> list[DatasetTag]:
+        """The tags bound to a dataset."""
+        return self.store.tags_of_data_sources([ds.id])[ds.id]
 
     def tag(self, workspace: Workspace, tag_id: object) -> DatasetTag:
         tag = self.store.get_tag(workspace.id, str(tag_id)) if isinstance(tag_id, str) else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from alexandria.config import Settings
 from alexandria.domain.dify import ChildChunk, Segment
@@ -25,7 +25,7 @@ from alexandria.domain.models import ChunkHit, DataSource, Document, SearchMode
 from alexandria.errors import InvalidRequest
 from alexandria.search.rerank import Reranker
 from alexandria.services.search import MAX_TOP_K, SearchService
-from alexandria.storage.base import Store
+from alexandria.storage.base import DifyStore, SearchStore
 
 METHODS = {
     "semantic_search": SearchMode.VECTOR,
@@ -71,8 +71,14 @@ def hybrid_weights(model: Mapping[str, Any], default_alpha: float) -> tuple[floa
     return vw / total, kwf / total
 
 
+class RetrievalStores(SearchStore, DifyStore, Protocol):
+    """The store roles ``DifyRetrieval`` uses."""
+
+
 class DifyRetrieval:
-    def __init__(self, store: Store, search: SearchService, settings: Settings, reranker: Reranker | None) -> None:
+    def __init__(
+        self, store: RetrievalStores, search: SearchService, settings: Settings, reranker: Reranker | None
+    ) -> None:
         self.store = store
         self.search = search
         self.settings = settings

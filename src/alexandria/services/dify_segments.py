@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from alexandria.ingest.chunkers import SectionChunker
 from alexandria.ingest.dify_rules import ProcessRule
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.services.embedders import EmbedderRegistry
-from alexandria.storage.base import ChunkWrite, Store
+from alexandria.storage.base import ChunkWrite, DifyStore, DocumentStore
 
 
 def plan_segments(
@@ -57,8 +57,12 @@ def _keywords(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+class SegmentStores(DocumentStore, DifyStore, Protocol):
+    """The store roles ``DifySegments`` uses."""
+
+
 class DifySegments:
-    def __init__(self, store: Store, embedders: EmbedderRegistry, settings: Settings) -> None:
+    def __init__(self, store: SegmentStores, embedders: EmbedderRegistry, settings: Settings) -> None:
         self.store = store
         self.embedders = embedders
         self.settings = settings
@@ -168,6 +172,21 @@ class DifySegments:
         self.sync_chunks(ds, doc)
         found = self.store.segments_by_pk(pks)
         return [found[pk] for pk in pks if pk in found]
+
+    def segments(self, doc: Document) -> list[Segment]:
+        """All segments of a document, in position order."""
+        return self.store.document_segments(doc.pk)
+
+    def list_segments(
+        self, doc: Document, statuses: Sequence[str], keyword: str | None, limit: int, offset: int
+    ) -> tuple[list[Segment], int]:
+        """A page of a document's segments (of ``statuses`` if any, containing ``keyword`` if set) and their total."""
+        return self.store.list_segments(doc.pk, statuses, keyword, limit, offset)
+
+    def progress(self, doc: Document) -> tuple[int, int]:
+        """``(segments, completed)`` of a document being indexed, segments being re-split not counted."""
+        counted = [s for s in self.store.document_segments(doc.pk) if s.status != "re_segment"]
+        return len(counted), sum(1 for s in counted if s.completed_at is not None)
 
     def segment(self, doc: Document, segment_id: str) -> Segment:
         seg = self.store.get_segment(doc.pk, segment_id)

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import blake3
 import numpy as np
@@ -21,7 +21,7 @@ from alexandria.ingest.chunkers import ChunkingError, Section, SectionChunker, s
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.jobs import JobService
-from alexandria.storage.base import ChunkWrite, DocumentWrite, Store
+from alexandria.storage.base import CatalogStore, ChunkWrite, DocumentStore, DocumentWrite
 
 MAX_TITLE_LENGTH = 512
 DEFAULT_MIME_TYPE = "application/octet-stream"
@@ -130,9 +130,13 @@ def chunk_writes(chunker: SectionChunker, section: Section) -> list[ChunkWrite]:
     return [ChunkWrite(c.offset, c.text, chunk_hash(c.text), c.token_count) for c in chunks]
 
 
+class DocumentStores(CatalogStore, DocumentStore, Protocol):
+    """The store roles ``DocumentService`` uses."""
+
+
 class DocumentService:
     def __init__(
-        self, store: Store, embedders: EmbedderRegistry, settings: Settings, jobs: JobService | None = None
+        self, store: DocumentStores, embedders: EmbedderRegistry, settings: Settings, jobs: JobService | None = None
     ) -> None:
         self.store = store
         self.embedders = embedders

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from alexandria.domain.models import DataSource, Folder
 from alexandria.errors import InvalidRequest
 from alexandria.services.documents import MAX_TITLE_LENGTH, check_parents, normalize_timestamp
-from alexandria.storage.base import FolderWrite, Store
+from alexandria.storage.base import FolderStore, FolderWrite
 
 UNTITLED_FOLDER = "Untitled Folder"
 
@@ -26,7 +26,7 @@ class FolderRequest:
 
 
 class FolderService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: FolderStore) -> None:
         self.store = store
 
     def upsert(self, ds: DataSource, req: FolderRequest, now_ms: int) -> Folder:

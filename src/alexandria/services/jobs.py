@@ -24,7 +24,7 @@ from alexandria.config import Settings
 from alexandria.domain.jobs import Job
 from alexandria.domain.models import DataSource
 from alexandria.errors import AlexandriaError, InvalidRequest
-from alexandria.storage.base import Store
+from alexandria.storage.base import QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 class JobService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: QueueStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.handlers: dict[str, JobHandler] = {}

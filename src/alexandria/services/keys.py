@@ -7,7 +7,7 @@ import secrets
 
 from alexandria.domain.models import ApiKey, Role, Workspace
 from alexandria.errors import Unauthenticated
-from alexandria.storage.base import Store
+from alexandria.storage.base import KeyStore
 
 KEY_PREFIX = "sk-"
 
@@ -17,7 +17,7 @@ def hash_key(secret: str) -> str:
 
 
 class KeyService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: KeyStore) -> None:
         self.store = store
 
     def create(
@@ -32,7 +32,20 @@ class KeyService:
         return key, secret
 
     def authenticate(self, secret: str) -> ApiKey:
+        """The active key whose secret is ``secret``: every door (both dialects) authenticates through this. Raises
+        ``Unauthenticated`` (``invalid_api_key``) for an unknown or disabled key; each dialect renders it its way."""
         key = self.store.get_api_key(hash_key(secret))
         if key is None or key.disabled:
             raise Unauthenticated("The API key provided is invalid or disabled.", code="invalid_api_key")
         return key
+
+    def workspace_keys(self, workspace: Workspace) -> list[ApiKey]:
+        """The workspace's keys, disabled ones included."""
+        return self.store.list_api_keys(workspace.id)
+
+    def get(self, workspace: Workspace, key_id: int) -> ApiKey | None:
+        return next((k for k in self.store.list_api_keys(workspace.id) if k.id == key_id), None)
+
+    def disable(self, workspace: Workspace, key_id: int) -> bool:
+        """Disable key ``key_id`` of the workspace; False if it has no such active key."""
+        return self.store.disable_api_key(workspace.id, key_id)

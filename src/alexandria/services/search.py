@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from alexandria.config import Settings
@@ -10,7 +11,7 @@ from alexandria.domain.models import ChunkHit, DataSource, Document, DocumentHit
 from alexandria.errors import InvalidRequest
 from alexandria.search import fusion
 from alexandria.services.embedders import EmbedderRegistry
-from alexandria.storage.base import ScoredId, Store, StoredChunk
+from alexandria.storage.base import ScoredId, SearchStore, StoredChunk
 
 MAX_TOP_K = 1024
 KEYWORD_SCORING_DEPTH = 1000
@@ -27,7 +28,7 @@ class SearchRequest:
 
 
 class SearchService:
-    def __init__(self, store: Store, embedders: EmbedderRegistry, settings: Settings) -> None:
+    def __init__(self, store: SearchStore, embedders: EmbedderRegistry, settings: Settings) -> None:
         self.store = store
         self.embedders = embedders
         self.settings = settings
@@ -163,6 +164,10 @@ class SearchService:
             ChunkHit(c.pk, c.document_pk, c.offset, c.text, c.hash, score=None)
             for c in self.store.chunks_of_documents([doc.pk])
         ]
+
+    def documents_by_pk(self, pks: Sequence[int]) -> dict[int, Document]:
+        """The documents (without their text) of given internal ids, e.g. of ranked chunks."""
+        return self.store.documents_by_pk(pks, with_text=False)
 
     def _latest(self, ds: DataSource, req: SearchRequest) -> list[DocumentHits]:
         """Empty query: the latest documents by timestamp, their chunks in order, at most ``top_k`` chunks."""

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from alexandria.domain.filters import DocumentFilter
 from alexandria.domain.models import ApiKey, DataSource, DataSourceView, Group, Space, ViewKind, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, NotFound
-from alexandria.storage.base import Store
+from alexandria.storage.base import SpacesStore
 from alexandria.storage.database import DuplicateKey
 
 _NAME = re.compile(r"^\S(.{0,126}\S)?$")
 
 
 class SpaceService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SpacesStore) -> None:
         self.store = store
 
     # --- groups --------------------------------------------------------------------------------------------------
@@ -23,6 +23,13 @@ class SpaceService:
         """The groups a key acts with: every group of the workspace for a system key, else its own groups plus
         the workspace's global group."""
         return frozenset(self.store.key_group_sids(workspace.id, None if key.is_system else key.id))
+
+    def member_of(self, workspace: Workspace, key: ApiKey) -> list[str]:
+        """The groups ``key`` is a member of (the workspace's global group included), even for a system key."""
+        return self.store.key_group_sids(workspace.id, key.id)
+
+    def groups(self, workspace: Workspace) -> list[Group]:
+        return self.store.list_groups(workspace.id)
 
     def create_group(self, workspace: Workspace, name: str) -> Group:
         _check_name(name, "group")
@@ -57,6 +64,19 @@ class SpaceService:
             raise AlreadyExists(f"a space named {name!r} already exists", code="space_name_taken") from exc
 
     # --- views ---------------------------------------------------------------------------------------------------
+    def views(self, workspace: Workspace, space: Space | None = None) -> list[DataSourceView]:
+        """The views of ``space``, or of the whole workspace."""
+        return self.store.list_views(workspace.id, None if space is None else space.id)
+
+    def find_view(self, workspace: Workspace, sid: str) -> DataSourceView | None:
+        return self.store.get_view(workspace.id, sid)
+
+    def delete_view(self, workspace: Workspace, sid: str) -> bool:
+        """Delete the custom view ``sid``; False if the workspace has no such view (default views live as long as
+        their data source)."""
+        view = self.find_view(workspace, sid)
+        return view is not None and self.store.delete_view(view.id)
+
     def create_view(
         self, workspace: Workspace, ds: DataSource, space: Space, parents_in: Sequence[str]
     ) -> DataSourceView:

@@ -20,7 +20,7 @@ from alexandria.domain.tables import (
 )
 from alexandria.errors import InvalidRequest
 from alexandria.services.documents import normalize_timestamp
-from alexandria.storage.base import Store
+from alexandria.storage.base import TableStore
 from alexandria.tables.csv import parse_csv
 from alexandria.tables.errors import TableRowNotFound, table_not_found
 
@@ -93,7 +93,7 @@ def unique_names(tables: Sequence[tuple[DataSource, Table]]) -> list[QueryTable]
 
 
 class TableService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: TableStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 

@@ -13,8 +13,8 @@ from fastapi import Depends, Request
 from alexandria.api.deps import get_core, run_sync
 from alexandria.api.dify.errors import WWW_AUTHENTICATE, dify_error
 from alexandria.domain.models import ApiKey, DataSource, Role, Workspace
+from alexandria.errors import Unauthenticated
 from alexandria.services.core import Core
-from alexandria.services.keys import hash_key
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,11 @@ async def authenticate(request: Request) -> DifyAuth:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         raise _unauthorized("Authorization scheme must be 'Bearer'")
-    key = await run_sync(core.store.get_api_key, hash_key(token.strip()))
-    if key is None or key.disabled:
-        raise _unauthorized("Access token is invalid")
-    ws = await run_sync(core.store.get_workspace_by_id, key.workspace_id)
+    try:
+        key = await run_sync(core.keys.authenticate, token.strip())
+    except Unauthenticated as exc:
+        raise _unauthorized("Access token is invalid") from exc
+    ws = await run_sync(core.catalog.workspace_by_id, key.workspace_id)
     if ws is None:
         raise _unauthorized("Tenant does not exist.")
     if key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
@@ -59,7 +60,7 @@ def require_unbound(auth: DifyAuth) -> None:
 
 
 async def resolve_dataset(core: Core, auth: DifyAuth, dataset_id: str) -> DataSource:
-    ds = await run_sync(core.store.get_data_source_by_uuid, auth.workspace.id, dataset_id)
+    ds = await run_sync(core.catalog.find_dataset, auth.workspace, dataset_id)
     if ds is None:
         raise dify_error(404, "not_found", "Dataset not found.")
     if auth.key.data_source_id is not None and auth.key.data_source_id != ds.id:

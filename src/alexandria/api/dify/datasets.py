@@ -28,9 +28,9 @@ PERMISSIONS = ("only_me", "all_team_members", "partial_members")
 
 
 def dataset_json(core: Core, ds: DataSource) -> dict[str, Any]:
-    counts = core.store.data_source_counts([ds.id])[ds.id]
-    tags = core.store.tags_of_data_sources([ds.id])[ds.id]
-    fields = [f for f, _ in core.store.list_metadata_fields(ds)]
+    counts = core.dify.counts(ds)
+    tags = core.dify_meta.dataset_tags(ds)
+    fields = [f for f, _ in core.dify_meta.fields(ds)]
     return render.dataset(ds, counts, tags, fields, core.dify.embedding_model_name(ds))
 
 
@@ -162,7 +162,7 @@ async def delete_dataset(dataset_id: str, auth: AuthDep, core: CoreDep) -> Respo
 @router.get("/datasets/{dataset_id}/tags")
 async def dataset_tags(dataset_id: str, auth: AuthDep, core: CoreDep) -> Any:
     ds = await resolve_dataset(core, auth, dataset_id)
-    tags = (await run_sync(core.store.tags_of_data_sources, [ds.id]))[ds.id]
+    tags = await run_sync(core.dify_meta.dataset_tags, ds)
     return {"data": [{"id": t.uuid, "name": t.name} for t in tags], "total": len(tags)}
 
 

@@ -54,7 +54,7 @@ def options(body: dict[str, Any], core: Core) -> DocumentOptions:
 
 
 def fields_of(core: Core, ds: DataSource) -> list[Any]:
-    return [f for f, _ in core.store.list_metadata_fields(ds)]
+    return [f for f, _ in core.dify_meta.fields(ds)]
 
 
 async def doc_answer(core: Core, ds: DataSource, doc: Document, batch: str) -> dict[str, Any]:
@@ -187,10 +187,8 @@ async def indexing_status(dataset_id: str, batch: str, auth: AuthDep, core: Core
     docs = await run_sync(core.dify.batch_documents, ds, batch)
     out = []
     for doc in docs:
-        segments = await run_sync(core.store.document_segments, doc.pk)
-        counted = [s for s in segments if s.status != "re_segment"]
-        done = sum(1 for s in counted if s.completed_at is not None)
-        out.append(render.indexing_state(doc, len(counted), done))
+        total, done = await run_sync(core.dify_segments.progress, doc)
+        out.append(render.indexing_state(doc, total, done))
     return {"data": out}
 
 
@@ -202,7 +200,7 @@ async def get_document(request: Request, dataset_id: str, document_id: str, auth
         raise dify_error(400, "invalid_metadata", f"Invalid metadata value: {metadata}")
     doc = await resolve_document(core, ds, document_id)
     fields = await run_sync(fields_of, core, ds)
-    segments = await run_sync(core.store.document_segments, doc.pk)
+    segments = await run_sync(core.dify_segments.segments, doc)
     count = len(segments) if doc.dify is not None else doc.chunk_count
     return render.document_detail(doc, fields, count, metadata, ds.uuid)
 

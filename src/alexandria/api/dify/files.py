@@ -28,7 +28,7 @@ SECRET_NAME = "file_url_signing"
 
 
 def _signature(core: Core, file_id: str, workspace_id: int, expires: int) -> str:
-    key = core.store.instance_secret(SECRET_NAME).encode()
+    key = core.dify.instance_secret(SECRET_NAME).encode()
     return hmac.new(key, f"{file_id}|{workspace_id}|{expires}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -44,7 +44,7 @@ def _file_of(core: Core, ds: DataSource, doc: Document, message: str) -> tuple[U
     file_id = (record.get("file") or {}).get("id")
     if not record.get("stored_file") or not file_id:
         raise dify_error(404, "not_found", message)
-    found = core.store.get_file(ds.workspace_id, str(file_id))
+    found = core.dify.uploaded_file(ds.workspace_id, str(file_id))
     if found is None:
         raise dify_error(404, "not_found", "Uploaded file not found.")
     return found
@@ -84,7 +84,7 @@ async def file_download(request: Request, file_id: str, core: CoreDep) -> Respon
     expected = await run_sync(_signature, core, file_id, workspace_id, expires)
     if expires < time.time() or not hmac.compare_digest(expected, params.get("sign", "")):
         raise dify_error(403, "forbidden", "Invalid or expired download link.")
-    found = await run_sync(core.store.get_file, workspace_id, file_id)
+    found = await run_sync(core.dify.uploaded_file, workspace_id, file_id)
     if found is None:
         raise dify_error(404, "not_found", "Uploaded file not found.")
     f, data = found

@@ -52,7 +52,7 @@ async def list_segments(request: Request, dataset_id: str, document_id: str, aut
     statuses = [s for s in request.query_params.getlist("status") if s]
     keyword = request.query_params.get("keyword") or None
     size = min(limit, 100)
-    segs, total = await run_sync(core.store.list_segments, doc.pk, statuses, keyword, size, (page - 1) * size)
+    segs, total = await run_sync(core.dify_segments.list_segments, doc, statuses, keyword, size, (page - 1) * size)
     data = [render.segment(s, doc.uuid) for s in segs]
     return {"data": data, "doc_form": doc_form(doc), "total": total, "has_more": len(data) == limit, "limit": limit,
             "page": page}  # fmt: skip

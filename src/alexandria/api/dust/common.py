@@ -11,9 +11,9 @@ from pydantic import BaseModel, ValidationError
 from alexandria.api.deps import BadJSON, bearer_token, get_core, json_body, run_sync
 from alexandria.api.dust.errors import dust_error
 from alexandria.domain.models import DataSource, Principal, Role, Space
+from alexandria.errors import Unauthenticated
 from alexandria.services import permissions
 from alexandria.services.core import Core
-from alexandria.services.keys import hash_key
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,10 +26,11 @@ async def authenticate(request: Request, wId: str) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise dust_error(401, "not_authenticated", "The request does not have valid authentication credentials.")
-    key = await run_sync(core.store.get_api_key, hash_key(token))
-    if key is None or key.disabled:
-        raise dust_error(401, "invalid_api_key_error", "The API key provided is invalid or disabled.")
-    ws = await run_sync(core.store.get_workspace, wId)
+    try:
+        key = await run_sync(core.keys.authenticate, token)
+    except Unauthenticated as exc:
+        raise dust_error(401, "invalid_api_key_error", "The API key provided is invalid or disabled.") from exc
+    ws = await run_sync(core.catalog.find_workspace, wId)
     if ws is None:
         raise dust_error(404, "workspace_not_found", "The workspace was not found.")
     if key.workspace_id != ws.id or key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
@@ -56,7 +57,7 @@ DATA_SOURCE_NOT_FOUND = (404, "data_source_not_found", "The data source you requ
 
 
 async def resolve_space(core: Core, auth: Principal, space_id: str) -> Space:
-    space = await run_sync(core.store.get_space, auth.workspace.id, space_id)
+    space = await run_sync(core.catalog.find_space, auth.workspace, space_id)
     if space is None or not permissions.can_read(auth, space):
         raise dust_error(*SPACE_NOT_FOUND)
     return space
@@ -71,13 +72,13 @@ async def resolve_data_source(
         space = await resolve_space(core, auth, space_id)
     else:
         space = await run_sync(core.catalog.global_space, auth.workspace)
-    ds = await run_sync(core.store.get_data_source, auth.workspace.id, ds_id)
+    ds = await run_sync(core.catalog.find_data_source, auth.workspace, ds_id)
     if ds is None:
         raise dust_error(*DATA_SOURCE_NOT_FOUND)
     if ds.space_id != space.id:
         if not (auth.is_system and space_id is None):
             raise dust_error(*DATA_SOURCE_NOT_FOUND)
-        own = await run_sync(core.store.get_space_by_id, ds.space_id)
+        own = await run_sync(core.catalog.space_by_id, ds.space_id)
         if own is None:
             raise dust_error(*DATA_SOURCE_NOT_FOUND)
         space = own

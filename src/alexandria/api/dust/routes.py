@@ -49,7 +49,7 @@ async def list_vaults(request: Request, auth: AuthDep, core: CoreDep) -> JSONRes
 
 
 async def _visible_spaces(request: Request, auth: AuthDep, core: CoreDep) -> list[dict[str, object]]:
-    spaces = await run_sync(core.store.list_spaces, auth.workspace.id)
+    spaces = await run_sync(core.catalog.spaces, auth.workspace)
     kinds = {k for k in (request.query_params.get("kinds") or "").split(",") if k}
     visible = [s for s in spaces if permissions.can_read(auth, s) and (not kinds or s.kind.value in kinds)]
     return [render.space(s) for s in visible]
@@ -58,14 +58,14 @@ async def _visible_spaces(request: Request, auth: AuthDep, core: CoreDep) -> lis
 @router.get("/spaces/{spaceId}/data_sources")
 async def list_data_sources(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONResponse:
     space = await resolve_space(core, auth, spaceId)
-    items = await run_sync(core.store.list_data_sources, auth.workspace.id, space.id)
+    items = await run_sync(core.catalog.data_sources, auth.workspace, space)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
 
 @router.get("/data_sources")
 async def list_data_sources_legacy(auth: AuthDep, core: CoreDep) -> JSONResponse:
     space = await run_sync(core.catalog.global_space, auth.workspace)
-    items = await run_sync(core.store.list_data_sources, auth.workspace.id, space.id)
+    items = await run_sync(core.catalog.data_sources, auth.workspace, space)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
 

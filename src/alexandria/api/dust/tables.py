@@ -380,10 +380,10 @@ async def _readable_data_source(core: Core, auth: Principal, ref: QueryTableRefB
     if ref.space_id is not None:
         _, ds = await resolve_data_source(core, auth, ref.space_id, ref.data_source_id)
         return ds
-    ds_or_none = await run_sync(core.store.get_data_source, auth.workspace.id, ref.data_source_id)
+    ds_or_none = await run_sync(core.catalog.find_data_source, auth.workspace, ref.data_source_id)
     if ds_or_none is None:
         raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    space = await run_sync(core.store.get_space_by_id, ds_or_none.space_id)
+    space = await run_sync(core.catalog.space_by_id, ds_or_none.space_id)
     if space is None or not permissions.can_read(auth, space):
         raise dust_error(*DATA_SOURCE_NOT_FOUND)
     return ds_or_none

@@ -40,10 +40,10 @@ VIEW_NOT_FOUND = (404, "data_source_view_not_found", "The data source view you r
 
 async def _view(core: Core, auth: Principal, space_id: str, view_id: str) -> tuple[Space, DataSourceView, DataSource]:
     space = await resolve_space(core, auth, space_id)
-    view = await run_sync(core.store.get_view, auth.workspace.id, view_id)
+    view = await run_sync(core.spaces.find_view, auth.workspace, view_id)
     if view is None or view.space_id != space.id:
         raise dust_error(*VIEW_NOT_FOUND)
-    ds = await run_sync(core.store.get_data_source_by_id, view.data_source_id)
+    ds = await run_sync(core.catalog.data_source_by_id, view.data_source_id)
     if ds is None:
         raise dust_error(*VIEW_NOT_FOUND)
     return space, view, ds
@@ -52,8 +52,8 @@ async def _view(core: Core, auth: Principal, space_id: str, view_id: str) -> tup
 async def _render_views(core: Core, views: list[DataSourceView]) -> list[dict[str, Any]]:
     out = []
     for v in views:
-        ds = await run_sync(core.store.get_data_source_by_id, v.data_source_id)
-        space = await run_sync(core.store.get_space_by_id, v.space_id)
+        ds = await run_sync(core.catalog.data_source_by_id, v.data_source_id)
+        space = await run_sync(core.catalog.space_by_id, v.space_id)
         if ds is not None and space is not None:
             out.append(render.view(v, ds, space.sid))
     return out
@@ -62,7 +62,7 @@ async def _render_views(core: Core, views: list[DataSourceView]) -> list[dict[st
 @router.get("/spaces/{spaceId}/data_source_views")
 async def list_views(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONResponse:
     space = await resolve_space(core, auth, spaceId)
-    views = await run_sync(core.store.list_views, auth.workspace.id, space.id)
+    views = await run_sync(core.spaces.views, auth.workspace, space)
     return JSONResponse({"dataSourceViews": await _render_views(core, views)})
 
 
@@ -123,7 +123,7 @@ async def search_views(request: Request, auth: AuthDep, core: CoreDep) -> JSONRe
     if not auth.is_system:
         raise dust_error(*VIEW_NOT_FOUND)
     q = request.query_params
-    views = await run_sync(core.store.list_views, auth.workspace.id)
+    views = await run_sync(core.spaces.views, auth.workspace)
     rendered = await _render_views(core, views)
     if q.get("dataSourceId"):
         rendered = [v for v in rendered if v["dataSource"]["sId"] == q["dataSourceId"]]
@@ -132,7 +132,7 @@ async def search_views(request: Request, auth: AuthDep, core: CoreDep) -> JSONRe
     if q.get("vaultId"):
         rendered = [v for v in rendered if v["spaceId"] == q["vaultId"]]
     if q.get("vaultKind"):
-        spaces = {s.sid: s for s in await run_sync(core.store.list_spaces, auth.workspace.id)}
+        spaces = {s.sid: s for s in await run_sync(core.catalog.spaces, auth.workspace)}
         rendered = [v for v in rendered if spaces[v["spaceId"]].kind.value == q["vaultKind"]]
     return JSONResponse({"data_source_views": rendered})
 
