@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from alexandria.config import Settings
-from alexandria.domain.dify import ChildChunk, ChildWrite, Segment, SegmentWrite, searchable
+from alexandria.domain.dify import RE_SEGMENT, ChildChunk, ChildWrite, Segment, SegmentWrite, searchable
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest, NotFound
 from alexandria.ingest import dify_rules
@@ -185,7 +185,7 @@ class DifySegments:
 
     def progress(self, doc: Document) -> tuple[int, int]:
         """``(segments, completed)`` of a document being indexed, segments being re-split not counted."""
-        counted = [s for s in self.store.document_segments(doc.pk) if s.status != "re_segment"]
+        counted = [s for s in self.store.document_segments(doc.pk) if s.status != RE_SEGMENT]
         return len(counted), sum(1 for s in counted if s.completed_at is not None)
 
     def segment(self, doc: Document, segment_id: str) -> Segment:
