@@ -27,7 +27,34 @@ class Settings(BaseSettings):
         description="Embedding model: `minilm` (all-MiniLM-L6-v2 on ONNX Runtime, local) or `openai` "
         "(any OpenAI-compatible `/v1/embeddings` endpoint).",
     )
-    embedder_threads: int | None = Field(None, description="ONNX Runtime intra-op threads (default: all cores).")
+    embedder_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime intra-op threads embedding documents (default: all cores)."
+    )
+    query_embedder_threads: int = Field(
+        1,
+        ge=1,
+        description="ONNX Runtime intra-op threads of the separate session that embeds search queries, inline in "
+        "each search's own thread (never queued behind document embeddings).",
+    )
+    embed_write_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice increment of the one thread (and its ONNX Runtime threads) that embeds documents, so that "
+        "searches get the CPU first during ingestion (Linux; 0: same priority).",
+    )
+    write_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Write requests that embed in the request (Dust sync upserts, Dify segment writes) served at "
+        "once, on their own threads (searches keep theirs); the others wait for a turn.",
+    )
+    write_queue: int = Field(
+        16,
+        ge=0,
+        description="Such write requests allowed to wait for a turn; beyond, 429 with `Retry-After` in the "
+        "dialect's envelope instead of unbounded queueing.",
+    )
     embedder_quantize: bool = Field(
         False, description="Run the local model with dynamic int8 quantization (faster, slightly less accurate)."
     )

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alexandria.api.admission import WriteAdmission
 from alexandria.api.dify import errors as dify_errors
 from alexandria.api.dify.datasets import router as dify_datasets_router
 from alexandria.api.dify.documents import router as dify_documents_router
@@ -114,6 +115,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
 
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
+    app.state.write_admission = WriteAdmission.from_settings(settings)
     app.include_router(dust_router)
     app.include_router(dust_tables_router)
     app.include_router(dust_views_router)

@@ -170,14 +170,44 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+def _session_options(threads: int | None, spinning: bool = True) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads if threads is not None else default_threads()
     opts.inter_op_num_threads = 1
+    if not spinning:  # idle pool threads sleep instead of busy-waiting for the next run (leaves the CPU to others)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
     return opts
+
+
+@dataclass(frozen=True)
+class MiniLMModel:
+    """The verified tokenizer and the serialized ONNX graph, from which any number of sessions can be built (e.g.
+    one per lane: documents and queries)."""
+
+    tokenizer: WordPieceTokenizer
+    graph: bytes
+    quantized: bool
+
+
+def load_minilm_model(quantize: bool = False, files: MiniLMFiles | None = None) -> MiniLMModel:
+    """Read and verify the pinned files and build the (optionally int8) ONNX graph, serialized."""
+    files = files or locate_minilm_files()
+    tokenizer = WordPieceTokenizer(read_verified(files.tokenizer, MINILM_TOKENIZER_SHA256))
+    model_bytes = read_verified(files.model, MINILM_MODEL_SHA256)
+    try:
+        weights = load_safetensors(model_bytes)
+        del model_bytes
+        graph = build_bert_sentence_encoder(weights)
+        del weights
+        serialized = quantize_int8(graph) if quantize else graph.SerializeToString()
+    except EmbedderError:
+        raise
+    except Exception as exc:
+        raise EmbedderError(f"cannot build the all-MiniLM-L6-v2 ONNX graph: {exc}") from exc
+    return MiniLMModel(tokenizer, serialized, quantize)
 
 
 class MiniLMEmbedder:
@@ -185,7 +215,8 @@ class MiniLMEmbedder:
 
     The BERT encoder is built as an ONNX graph in memory from the pinned ``model.safetensors``
     (see :mod:`alexandria.ingest.minilm_onnx`). Construction takes a second or two; keep the instance.
-    ``embed`` is thread-safe.
+    ``embed`` is thread-safe. ``model`` reuses an already built graph (one per process is enough); ``spinning``
+    False makes ONNX Runtime's idle pool threads sleep rather than busy-wait between runs.
     """
 
     def __init__(
@@ -195,29 +226,22 @@ class MiniLMEmbedder:
         quantize: bool = False,
         batch_size: int = 16,
         files: MiniLMFiles | None = None,
+        model: MiniLMModel | None = None,
+        spinning: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if threads is not None and threads < 1:
             raise ValueError("threads must be >= 1 (or None for all cores)")
-        files = files or locate_minilm_files()
-        self._tokenizer = WordPieceTokenizer(read_verified(files.tokenizer, MINILM_TOKENIZER_SHA256))
-        model_bytes = read_verified(files.model, MINILM_MODEL_SHA256)
+        model = model or load_minilm_model(quantize, files)
+        self._tokenizer = model.tokenizer
         try:
-            weights = load_safetensors(model_bytes)
-            del model_bytes
-            graph = build_bert_sentence_encoder(weights)
-            del weights
-            serialized = quantize_int8(graph) if quantize else graph.SerializeToString()
-            del graph
             self._session = ort.InferenceSession(
-                serialized, sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
+                model.graph, sess_options=_session_options(threads, spinning), providers=["CPUExecutionProvider"]
             )
-        except EmbedderError:
-            raise
         except Exception as exc:
             raise EmbedderError(f"cannot build the all-MiniLM-L6-v2 ONNX session: {exc}") from exc
-        self._quantized = quantize
+        self._quantized = model.quantized
         self._batch_size = batch_size
         self._threads = threads if threads is not None else default_threads()
 

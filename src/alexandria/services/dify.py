@@ -480,7 +480,7 @@ class DifyService:
         return str(section.get("content") or "")
 
     def _embed(self, ds: DataSource, texts: Sequence[str]) -> Vectors:
-        embedder = self.embedders.get(ds.embedder)
+        embedder = self.embedders.writer(ds.embedder)
         if not texts:
             return np.zeros((0, ds.dim), dtype=np.float32)
         step = max(self.settings.embed_batch_size * 8, 1)

@@ -97,7 +97,7 @@ class DifySegments:
             todo = [i for i, c in enumerate(chunks) if c.hash not in known]
             vectors = np.zeros((len(chunks), ds.dim), dtype=np.float32)
             if todo:
-                embedded = embedder.embed([chunks[i].text for i in todo])
+                embedded = self.embedders.writer(ds.embedder).embed([chunks[i].text for i in todo])
                 for row, i in enumerate(todo):
                     vectors[i] = embedded[row]
             for i, c in enumerate(chunks):

@@ -173,7 +173,8 @@ class DocumentService:
                 results.append(exc)
         pending = [p for p in results if isinstance(p, _Prepared)]
         texts = [t for p in pending for t in p.texts()]
-        embedded = self._embed(embedder, ds, texts, on_embedded, max(self.settings.embed_batch_size * 8, 1))
+        writer = self.embedders.writer(ds.embedder)
+        embedded = self._embed(writer, ds, texts, on_embedded, max(self.settings.embed_batch_size * 8, 1))
         cursor = 0
         out: list[UpsertResult | AlexandriaError] = []
         for item in results:
@@ -329,16 +330,17 @@ class DocumentService:
             except (ValueError, AlexandriaError) as exc:  # ValueError: bad payload or stored JSON
                 out[job.id] = InvalidRequest(str(exc)) if not isinstance(exc, AlexandriaError) else exc
         step = max(self.settings.embed_batch_size * 8, 1)
+        writer = self.embedders.writer(ds.embedder)
         try:
             texts = [t for _, p in prepared for t in p.texts()]
-            embedded = self._embed(embedder, ds, texts, None, step)
+            embedded = self._embed(writer, ds, texts, None, step)
         except Exception as exc:
             if len(prepared) == 1:
                 out[prepared[0][0].id] = exc
                 return
             for job, p in prepared:  # find the culprit: embed each document on its own
                 try:
-                    self._store_index(ds, job, p, self._embed(embedder, ds, p.texts(), None, step))
+                    self._store_index(ds, job, p, self._embed(writer, ds, p.texts(), None, step))
                     out[job.id] = None
                 except Exception as one:
                     out[job.id] = one

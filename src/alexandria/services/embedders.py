@@ -1,26 +1,37 @@
-"""Embedders by name, loaded once per process on first use."""
+"""Embedders by name, loaded once per process on first use, each with its two lanes (see ``services/lanes.py``)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from alexandria.config import Settings
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Embedder
+from alexandria.services.lanes import LaneEmbedder, WriteLane
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
 OPENAI_PREFIX = "openai/"
 
 
+@dataclass(frozen=True)
+class _Lanes:
+    model: Embedder  # metadata and tokenizer; its embed runs in the caller's thread
+    writer: Embedder  # document embeddings
+    query: Embedder  # query embeddings
+
+
 class EmbedderRegistry:
     """Resolves a data source's embedder name (``minilm``, ``minilm-int8``, ``openai/<model>``) to one shared
-    instance. Tests may :meth:`register` instances of their own."""
+    instance and its lanes: :meth:`writer` for document embeddings (on the write lane), :meth:`query` for search
+    queries (inline, on the local model's own small session). Tests may :meth:`register` instances of their own."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._instances: dict[str, Embedder] = {}
+        self.write_lane = WriteLane(settings.embed_write_nice)
+        self._lanes: dict[str, _Lanes] = {}
         self._lock = threading.Lock()
 
     def default_name(self) -> str:
@@ -28,37 +39,68 @@ class EmbedderRegistry:
             return OPENAI_PREFIX + self.settings.openai_model
         return MINILM_INT8 if self.settings.embedder_quantize else MINILM
 
-    def register(self, name: str, embedder: Embedder) -> None:
+    def register(self, name: str, embedder: Embedder, *, query: Embedder | None = None) -> None:
+        """Use ``embedder`` for ``name``: its document embeddings go through the write lane, queries through
+        ``query`` (default: the same instance, inline)."""
         with self._lock:
-            self._instances[name] = embedder
+            self._lanes[name] = _Lanes(embedder, self._on_lane(embedder), query or embedder)
 
     def get(self, name: str) -> Embedder:
-        with self._lock:
-            inst = self._instances.get(name)
-            if inst is None:
-                inst = self._factory(name)()
-                self._instances[name] = inst
-            return inst
+        """The model itself: name, dimension, tokenizer (embed with :meth:`writer` or :meth:`query`)."""
+        return self._resolve(name).model
 
-    def _factory(self, name: str) -> Callable[[], Embedder]:
+    def writer(self, name: str) -> Embedder:
+        """Document embeddings: run on the write lane, behind the searches."""
+        return self._resolve(name).writer
+
+    def query(self, name: str) -> Embedder:
+        """Query embeddings: run inline in the caller's thread, never behind document batches."""
+        return self._resolve(name).query
+
+    def close(self) -> None:
+        self.write_lane.close()
+
+    def _on_lane(self, embedder: Embedder) -> Embedder:
+        return LaneEmbedder(embedder, self.write_lane, self.settings.embed_batch_size)
+
+    def _resolve(self, name: str) -> _Lanes:
+        with self._lock:
+            lanes = self._lanes.get(name)
+            if lanes is None:
+                lanes = self._factory(name)()
+                self._lanes[name] = lanes
+            return lanes
+
+    def _factory(self, name: str) -> Callable[[], _Lanes]:
         from alexandria.ingest import embedders as impl
 
         s = self.settings
         if name in (MINILM, MINILM_INT8):
-            return lambda: impl.load_default_embedder(threads=s.embedder_threads, quantize=name == MINILM_INT8)
-        if name.startswith(OPENAI_PREFIX):
-            model = name[len(OPENAI_PREFIX) :]
 
-            def make() -> Embedder:
+            def make_minilm() -> _Lanes:
+                model = impl.load_minilm_model(quantize=name == MINILM_INT8)
+                query = impl.MiniLMEmbedder(model=model, threads=s.query_embedder_threads)
+                # built on the lane's thread, so that ONNX Runtime's pool threads inherit its lower priority
+                docs = self.write_lane.run(
+                    lambda: impl.MiniLMEmbedder(model=model, threads=s.embedder_threads, spinning=False)
+                )
+                return _Lanes(docs, self._on_lane(docs), query)
+
+            return make_minilm
+        if name.startswith(OPENAI_PREFIX):
+            model_name = name[len(OPENAI_PREFIX) :]
+
+            def make_http() -> _Lanes:
                 tokenizer = impl.load_default_tokenizer()
-                return impl.OpenAIHTTPEmbedder(
+                http = impl.OpenAIHTTPEmbedder(
                     base_url=s.openai_base_url,
-                    model=model,
+                    model=model_name,
                     api_key=s.openai_api_key,
                     dim=s.openai_dim,
                     max_tokens=s.openai_max_tokens,
                     tokenizer=tokenizer,
                 )
+                return _Lanes(http, http, http)  # network-bound: no CPU to protect, no lane to serialize on
 
-            return make
+            return make_http
         raise InvalidRequest(f"unknown embedder {name!r}", code="unknown_embedder")

@@ -52,7 +52,7 @@ class SearchService:
         if mode is SearchMode.KEYWORD:
             kw = self.store.keyword_search(ds, query, filters, k)
             return self._hits(kw, keyword={s.pk: s.score for s in kw})
-        vector = self.embedders.get(ds.embedder).embed([query])[0]
+        vector = self.embedders.query(ds.embedder).embed([query])[0]
         if mode is SearchMode.VECTOR:
             vec = self.store.vector_search(ds, vector, filters, k)
             return self._hits(vec, vector={s.pk: s.score for s in vec})

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from alexandria.api.admission import run_write
 from alexandria.api.deps import run_sync
 from alexandria.api.dify import render
 from alexandria.api.dify.common import AuthDep, CoreDep, invalid_param, json_object, op_id, page_params, resolve_dataset
@@ -40,7 +41,7 @@ async def create_segments(request: Request, dataset_id: str, document_id: str, a
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
         # Dify answers a body validation failure of this route with {"error": ...} instead of its envelope
         return JSONResponse({"error": "segments: a non-empty list of {content, answer?, keywords?} is required"}, 400)
-    created = await run_sync(core.dify_segments.create_segments, ds, doc, items)
+    created = await run_write(request, core.dify_segments.create_segments, ds, doc, items)
     return {"data": [render.segment(s, doc.uuid) for s in created], "doc_form": doc_form(doc)}
 
 
@@ -75,7 +76,7 @@ async def update_segment(
     args = body.get("segment")
     if not isinstance(args, dict):
         raise invalid_param("segment is required.")
-    updated = await run_sync(core.dify_segments.update_segment, ds, doc, seg, args)
+    updated = await run_write(request, core.dify_segments.update_segment, ds, doc, seg, args)
     return {"data": render.segment(updated, doc.uuid), "doc_form": doc_form(doc)}
 
 
@@ -97,7 +98,7 @@ async def create_child(
 ) -> Any:
     ds = await resolve_dataset(core, auth, dataset_id)
     doc, seg = await _segment_of(core, ds, document_id, segment_id)
-    child = await run_sync(core.dify_segments.create_child, ds, doc, seg, await json_object(request))
+    child = await run_write(request, core.dify_segments.create_child, ds, doc, seg, await json_object(request))
     return {"data": render.child_chunk(child, seg.uuid)}
 
 
@@ -123,7 +124,7 @@ async def update_child(
     ds = await resolve_dataset(core, auth, dataset_id)
     doc, seg = await _segment_of(core, ds, document_id, segment_id)
     child = core.dify_segments.child(seg, child_id)
-    updated = await run_sync(core.dify_segments.update_child, ds, doc, child, await json_object(request))
+    updated = await run_write(request, core.dify_segments.update_child, ds, doc, child, await json_object(request))
     return {"data": render.child_chunk(updated, seg.uuid)}
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from alexandria.api.admission import run_write
 from alexandria.api.deps import run_sync
 from alexandria.api.dust import render
 from alexandria.api.dust.common import (
@@ -141,7 +142,7 @@ async def upsert_document(
         # validated and stored as pending with its index job, in one transaction; a worker embeds it later
         await run_sync(core.documents.upsert_async, ds, req, int(time.time() * 1000))
         return JSONResponse({"document": {"document_id": documentId}})
-    result = await run_sync(core.documents.upsert, ds, req, int(time.time() * 1000))
+    result = await run_write(request, core.documents.upsert, ds, req, int(time.time() * 1000))
     doc = result.document
     if body.light_document_output:
         return JSONResponse({"document": render.light_document(doc), "data_source": render.data_source(ds)})
