@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         "each search's own thread (never queued behind document embeddings).",
     )
     embed_write_nice: int = Field(
-        10,
+        5,
         ge=0,
         le=19,
         description="Nice increment of the one thread (and its ONNX Runtime threads) that embeds documents, so that "
