@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     write_concurrency: int = Field(
         2,
         ge=1,
-        description="Write requests that embed in the request (Dust sync upserts, Dify segment writes) served at "
-        "once, on their own threads (searches keep theirs); the others wait for a turn.",
+        description="Write requests that embed in the request (Dust sync upserts, Dify segment writes and status "
+        "changes) served at once, on their own threads (searches keep theirs); the others wait for a turn.",
     )
     write_queue: int = Field(
         16,

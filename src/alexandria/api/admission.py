@@ -1,4 +1,5 @@
-"""Bounded admission of the write requests that embed in the request (Dust sync upserts, Dify segment writes).
+"""Bounded admission of the write requests that embed in the request (Dust sync upserts; Dify segment writes and
+status changes).
 
 At most ``write_concurrency`` of them run at once, on threads of their own (a capacity limiter separate from the one
 every other request uses, so that searches always find a thread); at most ``write_queue`` more wait for a turn, in

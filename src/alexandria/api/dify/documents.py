@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
+from alexandria.api.admission import run_write
 from alexandria.api.deps import run_sync
 from alexandria.api.dify import render
 from alexandria.api.dify.common import (
@@ -220,5 +221,5 @@ async def document_status(request: Request, dataset_id: str, action: str, auth: 
     ids = body.get("document_ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise invalid_param("document_ids must be a list of document ids.")
-    await run_sync(core.dify_meta.set_status, ds, action, ids)
+    await run_write(request, core.dify_meta.set_status, ds, action, ids)  # enabling embeds the chunks again
     return {"result": "success"}
