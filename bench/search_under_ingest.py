@@ -7,9 +7,13 @@ key (no rate limit), SciFact abstracts (``../shared/data/scifact``):
 
 1. preload ``--preload`` documents (async upserts, waited until indexed);
 2. idle: one client sends ``--queries`` hybrid searches (SciFact queries, top_k=10) one after another;
-3. under ingest: ``--ingest-clients`` clients upsert further abstracts synchronously (the request embeds), each new
-   document once, while the search client sends the same searches again (at least ``--min-load-s`` seconds).
-   Ingest clients honour ``429 Retry-After``: they wait and send again.
+3. under ingest, once per ``--ingest-clients`` value (default 8, then 32): that many clients upsert further abstracts
+   synchronously (the request embeds), each new document once, while the search client sends the same searches
+   again at the same pace (at least ``--min-load-s`` seconds). Ingest clients honour ``429 Retry-After``: they wait
+   and send again.
+
+Searches are paced (``--search-rate`` per second, one client, the next one sent at once when a search took longer
+than its slot) so that both trees get the same search work and their ingest rates can be compared.
 
 Reports search p50/p95/p99 idle and under ingest, the ingest rate and the upserts' latency and 429 count, and writes
 ``bench/results/search_under_ingest.json``.
@@ -153,7 +157,7 @@ def run_tree(label: str, src: Path, args: argparse.Namespace, data: evaluation.B
     out: dict[str, Any] = {"tree": label, "src": str(src)}
     try:
         headers = {"Authorization": f"Bearer {key}"}
-        limits = httpx.Limits(max_connections=args.ingest_clients + 4)
+        limits = httpx.Limits(max_connections=max(args.ingest_clients) + 4)
         with httpx.Client(base_url=server.base, headers=headers, timeout=600, limits=limits) as http:
             log(f"[{label}] preloading {len(preload)} documents (async upserts)")
             for doc_id, title, text in preload:
@@ -164,38 +168,79 @@ def run_tree(label: str, src: Path, args: argparse.Namespace, data: evaluation.B
             for p in params[:20]:  # warm-up
                 http.get(f"{root}/search", params=p).raise_for_status()
 
-            log(f"[{label}] idle: {len(params)} searches")
-            idle = [timed_search(http, root, p) for p in params]
+            log(f"[{label}] idle: {len(params)} searches, {args.search_rate}/s")
+            pacer = Pacer(args.search_rate)
+            idle = []
+            for p in params:
+                pacer.wait()
+                idle.append(timed_search(http, root, p))
             out["search_idle"] = summary_ms(idle)
             log(f"[{label}] idle search {out['search_idle']}")
 
-            log(f"[{label}] under ingest: {args.ingest_clients} clients upserting synchronously")
-            ingest = Ingest(http, root, rest, args.ingest_clients)
-            ingest.start()
-            t0 = time.perf_counter()
-            loaded: list[float] = []
-            while len(loaded) < len(params) or time.perf_counter() - t0 < args.min_load_s:
-                if ingest.exhausted.is_set():
-                    log(f"[{label}] ingest ran out of documents: add more or lower --queries/--min-load-s")
-                    break
-                loaded.append(timed_search(http, root, params[len(loaded) % len(params)]))
-            load_s = time.perf_counter() - t0
-            ingest.stop()
-            out["search_under_ingest"] = summary_ms(loaded)
-            out["ingest"] = {
-                "clients": args.ingest_clients,
-                "seconds": round(load_s, 1),
-                "documents_upserted": ingest.done,
-                "documents_per_s": round(ingest.done / load_s, 2),
-                "responses_429": ingest.refused,
-                "upsert_latency": summary_ms(ingest.latencies),
-                "errors": ingest.errors[:5],
-            }
-            log(f"[{label}] search under ingest {out['search_under_ingest']}")
-            log(f"[{label}] ingest {out['ingest']}")
+            out["under_ingest"] = []
+            for clients in args.ingest_clients:
+                phase = load_phase(label, http, root, rest, clients, params, args)
+                out["under_ingest"].append(phase)
+                rest = rest[phase["ingest"]["documents_taken"] :]
     finally:
         server.stop()
     return out
+
+
+def load_phase(
+    label: str,
+    http: httpx.Client,
+    root: str,
+    docs: list[tuple[str, str, str]],
+    clients: int,
+    params: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Searches at the same pace while ``clients`` clients upsert ``docs`` synchronously."""
+    log(f"[{label}] under ingest: {clients} clients upserting synchronously")
+    ingest = Ingest(http, root, docs, clients)
+    ingest.start()
+    t0 = time.perf_counter()
+    pacer = Pacer(args.search_rate)
+    loaded: list[float] = []
+    while len(loaded) < len(params) or time.perf_counter() - t0 < args.min_load_s:
+        if ingest.exhausted.is_set():
+            log(f"[{label}] ingest ran out of documents: add more or lower --queries/--min-load-s")
+            break
+        pacer.wait()
+        loaded.append(timed_search(http, root, params[len(loaded) % len(params)]))
+    load_s = time.perf_counter() - t0
+    ingest.stop()
+    out = {
+        "search": summary_ms(loaded),
+        "ingest": {
+            "clients": clients,
+            "seconds": round(load_s, 1),
+            "documents_taken": ingest.next,
+            "documents_upserted": ingest.done,
+            "documents_per_s": round(ingest.done / load_s, 2),
+            "responses_429": ingest.refused,
+            "upsert_latency": summary_ms(ingest.latencies),
+            "errors": ingest.errors[:5],
+        },
+    }
+    log(f"[{label}] search under ingest ({clients} clients) {out['search']}")
+    log(f"[{label}] ingest {out['ingest']}")
+    return out
+
+
+class Pacer:
+    """Open-loop pacing: the i-th call returns at ``t0 + i / rate`` (at once when behind)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.perf_counter()
+
+    def wait(self) -> None:
+        delay = self.next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        self.next = max(self.next + self.interval, time.perf_counter())  # behind: no burst to catch up
 
 
 def timed_search(http: httpx.Client, root: str, params: dict[str, Any]) -> float:
@@ -269,7 +314,10 @@ def main() -> None:
     parser.add_argument("--preload", type=int, default=300, help="Documents indexed before measuring.")
     parser.add_argument("--queries", type=int, default=150, help="Searches per phase.")
     parser.add_argument("--mode", default="hybrid", choices=["keyword", "vector", "hybrid"])
-    parser.add_argument("--ingest-clients", type=int, default=8, help="Concurrent sync-upsert clients.")
+    parser.add_argument(
+        "--ingest-clients", type=int, nargs="+", default=[8, 32], help="Concurrent sync-upsert clients, per phase."
+    )
+    parser.add_argument("--search-rate", type=float, default=4.0, help="Searches per second (paced, one client).")
     parser.add_argument("--min-load-s", type=float, default=45.0, help="Shortest phase under ingest.")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "search_under_ingest.json")
     args = parser.parse_args()
