@@ -220,6 +220,7 @@ def load_phase(
             "documents_upserted": ingest.done,
             "documents_per_s": round(ingest.done / load_s, 2),
             "responses_429": ingest.refused,
+            "transport_retries": ingest.transport_retries,
             "upsert_latency": summary_ms(ingest.latencies),
             "errors": ingest.errors[:5],
         },
@@ -259,6 +260,7 @@ class Ingest:
         self.next = 0
         self.done = 0
         self.refused = 0
+        self.transport_retries = 0
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.lock = threading.Lock()
@@ -291,7 +293,12 @@ class Ingest:
             doc_id, title, text = item
             while not self.stopped.is_set():
                 t = time.perf_counter()
-                resp = self.http.post(f"{self.root}/documents/{doc_id}", json=body_of(title, text))
+                try:
+                    resp = self.http.post(f"{self.root}/documents/{doc_id}", json=body_of(title, text))
+                except httpx.TransportError:  # a pooled connection the server closed while we waited: send again
+                    with self.lock:
+                        self.transport_retries += 1
+                    continue
                 elapsed = time.perf_counter() - t
                 if resp.status_code == 429:
                     with self.lock:

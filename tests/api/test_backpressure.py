@@ -97,6 +97,7 @@ def started(tg: anyio.abc.TaskGroup, call: Callable[[], Awaitable[httpx.Response
 
 def check_retry_after(resp: httpx.Response) -> None:
     assert resp.headers["Retry-After"].isdigit() and int(resp.headers["Retry-After"]) >= 1
+    assert resp.headers["Connection"] == "close"
 
 
 async def test_dust_upsert_beyond_the_admission_bound_gets_429_with_retry_after(

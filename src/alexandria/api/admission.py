@@ -33,7 +33,8 @@ EWMA_WEIGHT = 0.2  # of the newest duration in the running mean
 def overloaded(path: str, retry_after: int) -> DialectError:
     """429 with ``Retry-After`` in the envelope of the dialect that owns ``path``."""
     message = f"The server is busy embedding other documents; retry in {retry_after} s."
-    headers = {"Retry-After": str(retry_after)}
+    # the client waits before its next request: close the connection rather than leave it idle past keep-alive
+    headers = {"Retry-After": str(retry_after), "Connection": "close"}
     if is_dify_path(path):
         return dify_error(429, "too_many_requests", message, headers)
     return DialectError(429, {"error": {"type": "rate_limit_error", "message": message}}, headers)
