@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alexandria.config import Settings
-from alexandria.domain.jobs import INDEX_DOCUMENT
+from alexandria.domain.jobs import INDEX_DIFY_DOCUMENT, INDEX_DOCUMENT
 from alexandria.search.rerank import build_reranker
 from alexandria.services.catalog import CatalogService
 from alexandria.services.dify import DifyService
@@ -42,7 +42,7 @@ class Core:
         self.dify = DifyService(self.store, self.embedders, settings, self.jobs, self.catalog)
         self.dify_meta = DifyMeta(self.store, self.dify_segments)
         self.dify_retrieval = DifyRetrieval(self.store, self.search, settings, build_reranker(settings))
-        self.documents.dify_indexer = self.dify.run_index_job
+        self.jobs.register(INDEX_DIFY_DOCUMENT, self.dify.run_index_jobs)
 
     def close(self) -> None:
         self.jobs.stop_workers()
