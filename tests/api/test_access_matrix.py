@@ -194,6 +194,7 @@ class KeyKind:
     workspace: Workspace
     target: Target
     space_hidden: bool
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def auth(key: str) -> dict[str, str]:
@@ -261,6 +262,8 @@ async def kinds(client: httpx.AsyncClient, core: Core) -> list[KeyKind]:
     _, other = core.keys.create(w2, Role.BUILDER)
     member, member_secret = core.keys.create(w1, Role.BUILDER)
     core.spaces.add_key(w1, "g1", member)
+    _, system = core.keys.create(w1, Role.SYSTEM)
+    g1 = core.spaces.group(w1, "g1").sid
     return [
         KeyKind("admin", admin, w1, target_e, True),
         KeyKind("builder", builder, w1, target_d, True),
@@ -268,6 +271,8 @@ async def kinds(client: httpx.AsyncClient, core: Core) -> list[KeyKind]:
         KeyKind("bound_to_a", bound, w1, target_b, False),
         KeyKind("other_workspace", other, w2, target_b, False),
         KeyKind("group_g1", member_secret, w1, target_d, True),
+        # a system key acting with group g1 only (Dust's X-Dust-Group-Ids; Dify has no such header)
+        KeyKind("system_as_g1", system, w1, target_d, True, {"X-Dust-Group-Ids": g1}),
     ]
 
 
@@ -289,12 +294,14 @@ def expected(kind: KeyKind, route_class: str, path: str) -> tuple[int, str] | No
             return (404, "space_not_found") if kind.space_hidden else LISTING
         if route_class == VIEW:
             return (404, "space_not_found") if kind.space_hidden else (404, "data_source_view_not_found")
-        if route_class == VIEWS_SEARCH:
-            return 404, "data_source_view_not_found"  # system keys only
+        if route_class == VIEWS_SEARCH:  # system keys only
+            return LISTING if kind.name == "system_as_g1" else (404, "data_source_view_not_found")
         if route_class == QUERY:
             return 404, "data_source_not_found"
         assert route_class == LIST
         return LISTING
+    if kind.name == "system_as_g1":
+        return None  # on Dify a system key acts with every group
     bound_or_user = kind.name in ("bound_to_a", "user")
     if kind.name == "user":
         return 403, "forbidden"
@@ -378,7 +385,11 @@ async def test_no_key_reaches_what_its_scope_excludes(
             query = {"query": t.mark, "top_k": "3"} if path.endswith("/search") else None
             before = snapshot(settings)
             resp = await client.request(
-                method, path, params=query, json=body_for(method, template, t), headers=auth(kind.secret)
+                method,
+                path,
+                params=query,
+                json=body_for(method, template, t),
+                headers={**auth(kind.secret), **kind.headers},
             )
             sent += 1
             where = f"{kind.name}: {method} {template}"
