@@ -59,10 +59,6 @@ def paths(suffix: str) -> list[str]:
     return [f"/spaces/{{spaceId}}/data_sources/{{dsId}}{suffix}", f"/data_sources/{{dsId}}{suffix}"]
 
 
-SPACE_NOT_FOUND = (404, "space_not_found", "The space you requested was not found.")
-DATA_SOURCE_NOT_FOUND = (404, "data_source_not_found", "The data source you requested was not found.")
-
-
 async def resolve_space(core: Core, auth: Principal, space_id: str) -> Space:
     return await checked(core.access.space, auth, space_id)
 
