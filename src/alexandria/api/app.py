@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alexandria.api import openapi
 from alexandria.api.dify import errors as dify_errors
 from alexandria.api.dify.datasets import router as dify_datasets_router
 from alexandria.api.dify.documents import router as dify_documents_router
@@ -129,6 +130,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     for router in routers:
         app.include_router(router)
     all_routes = [route for router in routers for route in router.routes]
+    openapi.install(app)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Match, Route
 from alexandria.api.dify.errors import is_dify_path
 
 # Dify path parameters declared as <uuid:...>
-DIFY_UUID_PARAMS = frozenset({"dataset_id", "document_id", "segment_id", "child_chunk_id", "metadata_id"})
+DIFY_UUID_PARAMS = frozenset({"dataset_id", "document_id", "segment_id", "child_id", "child_chunk_id", "metadata_id"})
 
 
 def _is_uuid(value: object) -> bool:
