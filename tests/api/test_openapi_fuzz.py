@@ -5,6 +5,7 @@ that does not match the listed schema (issue 11, "What must exist" 4)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from alexandria.domain.models import Role
 from alexandria.services.core import Core
 from tests.fakes import HashingEmbedder
 
-EXAMPLES = 25  # per operation (~106 operations): about a minute on a 2-core machine
+# per operation (~106 operations): under a minute on a 2-core machine; raise it for a longer hunt
+EXAMPLES = int(os.environ.get("ALEXANDRIA_FUZZ_EXAMPLES", "25"))
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
