@@ -15,6 +15,7 @@ import hypothesis
 import pytest
 import schemathesis
 from schemathesis.core.failures import Failure
+from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -103,12 +104,21 @@ class Api:
     headers: dict[str, str]
 
 
+def strategy(operation: Any) -> Any:
+    """Requests that fit the document, and requests that do not (wrong types, missing or extra fields)."""
+    positive = operation.as_strategy(GenerationMode.POSITIVE)
+    try:
+        return positive | operation.as_strategy(GenerationMode.NEGATIVE)
+    except Exception:  # an operation with nothing to get wrong
+        return positive
+
+
 def run_operation(api: Api, operation: Any, excused: list[str]) -> list[str]:
     """Runs ``operation`` on its generated cases; the failures found (empty if none). Server errors on inputs of
     the known edge bugs go to ``excused``."""
     failures: list[str] = []
 
-    @hypothesis.given(case=operation.as_strategy())
+    @hypothesis.given(case=strategy(operation))
     @hypothesis.settings(
         max_examples=EXAMPLES,
         deadline=None,
