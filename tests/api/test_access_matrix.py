@@ -122,6 +122,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", D + "/documents/{document_id}/download"): DATASET,
     ("GET", D + "/documents/{document_id}/upload-file"): DATASET,
     ("POST", D + "/documents/download-zip"): DATASET,
+    ("GET", D + "/pipeline/datasource-plugins"): DATASET,
+    ("POST", D + "/pipeline/datasource/nodes/{node_id}/run"): DATASET,
+    ("POST", D + "/pipeline/run"): DATASET,
+    ("POST", "/v1/datasets/pipeline/file-upload"): TENANT_WRITE,
     ("GET", "/v1/files/{file_id}/file-download"): PUBLIC,  # a signed URL is its own credential
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -177,7 +181,7 @@ class Target:
             "folderId": f"{mark}-folder", "tId": f"{mark}_table", "rId": "r1", "dsvId": self.view,
             "dataset_id": self.ds.uuid, "document_id": self.dify_doc, "batch": self.batch, "segment_id": self.segment,
             "child_id": str(uuid.uuid4()), "metadata_id": self.metadata_id, "action": "enable",
-            "model_type": "text-embedding",
+            "model_type": "text-embedding", "node_id": "node-1",
         }  # fmt: skip
         for name, value in values.items():
             path = path.replace("{" + name + ":path}", value).replace("{" + name + "}", value)

@@ -14,16 +14,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alexandria.api import openapi
 from alexandria.api.dify import errors as dify_errors
 from alexandria.api.dify.datasets import router as dify_datasets_router
 from alexandria.api.dify.documents import router as dify_documents_router
 from alexandria.api.dify.files import router as dify_files_router
+from alexandria.api.dify.pipeline import router as dify_pipeline_router
 from alexandria.api.dify.segments import router as dify_segments_router
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
 from alexandria.api.dust.tables import router as dust_tables_router
 from alexandria.api.dust.views import router as dust_views_router
 from alexandria.api.errors import DialectError
+from alexandria.api.routing import allowed_methods
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
 from alexandria.services.core import Core
@@ -114,13 +117,20 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
 
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
-    app.include_router(dust_router)
-    app.include_router(dust_tables_router)
-    app.include_router(dust_views_router)
-    app.include_router(dify_datasets_router)
-    app.include_router(dify_documents_router)
-    app.include_router(dify_segments_router)
-    app.include_router(dify_files_router)
+    routers = (
+        dust_router,
+        dust_tables_router,
+        dust_views_router,
+        dify_datasets_router,
+        dify_documents_router,
+        dify_segments_router,
+        dify_files_router,
+        dify_pipeline_router,
+    )
+    for router in routers:
+        app.include_router(router)
+    all_routes = [route for router in routers for route in router.routes]
+    openapi.install(app)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:
@@ -132,7 +142,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
         err = dify_errors.from_domain(exc) if is_dify else dust_errors.from_domain(exc)
         if err.status >= 500:
             log.error("domain error on %s: %s", request.url.path, exc)
-        return JSONResponse(err.body, status_code=err.status)
+        return JSONResponse(err.body, status_code=err.status, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -141,10 +151,14 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            return _dialect_error(
-                request.url.path, 405, "method_not_supported_error", "The method passed is not supported."
-            )
-        if exc.status_code == 404:
+            allowed = allowed_methods(all_routes, request.url.path)
+            if allowed:
+                answer = _dialect_error(
+                    request.url.path, 405, "method_not_supported_error", "The method passed is not supported."
+                )
+                answer.headers["Allow"] = ", ".join(allowed)
+                return answer
+        if exc.status_code in (404, 405):  # 405 here: Dify ids that are not UUIDs match no route
             return _dialect_error(request.url.path, 404, "not_found", "The requested route does not exist.")
         return _dialect_error(request.url.path, exc.status_code, "invalid_request_error", str(exc.detail))
 

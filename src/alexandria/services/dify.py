@@ -350,6 +350,10 @@ class DifyService:
             raise invalid("Document is not available")
 
     def _save_file(self, ds: DataSource, upload: FileUpload) -> dict[str, Any]:
+        return self.save_upload(ds.workspace_id, upload)
+
+    def save_upload(self, workspace_id: int, upload: FileUpload) -> dict[str, Any]:
+        """Stores an uploaded file of the workspace after Dify's type and size checks; its ``file`` record."""
         ext = parsers.extension_of(upload.filename)
         if ext not in parsers.SUPPORTED_EXTENSIONS:
             raise InvalidRequest("File type not allowed.", code="unsupported_file_type")
@@ -361,7 +365,7 @@ class DifyService:
                 code="file_too_large",
             )
         mime = parsers.MIME_TYPES.get(ext, "application/octet-stream")
-        f = self.store.save_file(ds.workspace_id, upload.filename, ext, mime, upload.data)
+        f = self.store.save_file(workspace_id, upload.filename, ext, mime, upload.data)
         return {"id": f.uuid, "name": f.name, "size": f.size, "extension": f.extension, "mime_type": f.mime_type,
                 "created_at": f.created_at / 1000}  # fmt: skip
 

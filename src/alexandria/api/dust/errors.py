@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alexandria.api.errors import DialectError
-from alexandria.errors import AlexandriaError
+from alexandria.errors import AlexandriaError, RateLimited
 from alexandria.services.access import AccessDenied, Refusal
 
 # domain code -> (HTTP status, Dust error type)
@@ -53,6 +53,11 @@ _BY_REFUSAL: dict[Refusal, tuple[int, str, str | None]] = {
 }
 
 
+def retry_after(seconds: int) -> dict[str, str]:
+    """The ``Retry-After`` header every 429 carries."""
+    return {"Retry-After": str(max(1, seconds))}
+
+
 def dust_error(status: int, type_: str, message: str, data_source_error: dict[str, str] | None = None) -> DialectError:
     err: dict[str, Any] = {"type": type_, "message": message}
     if data_source_error is not None:
@@ -65,6 +70,8 @@ def from_domain(exc: AlexandriaError) -> DialectError:
         status, type_, message = _BY_REFUSAL[exc.refusal]
         return dust_error(status, type_, message or exc.message)
     status, type_ = _BY_CODE.get(exc.code) or _BY_CLASS.get(type(exc).__name__) or (500, "internal_server_error")
+    if isinstance(exc, RateLimited):
+        return DialectError(status, {"error": {"type": type_, "message": exc.message}}, retry_after(exc.retry_after))
     if type_ == "data_source_error":
         return dust_error(status, type_, exc.message, {"code": exc.code, "message": exc.message})
     return dust_error(status, type_, exc.message)
