@@ -3,7 +3,6 @@ batch status changes."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -19,6 +18,7 @@ from alexandria.api.dify.common import (
     json_object,
     op_id,
     page_params,
+    parse_json_param,
     resolve_dataset,
 )
 from alexandria.api.dify.errors import dify_error
@@ -110,10 +110,7 @@ async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | Non
         data: dict[str, Any] = {}
         raw = form.get("data")
         if isinstance(raw, str) and raw.strip():
-            try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise invalid_param(f"data is not valid JSON: {exc}") from exc
+            data = parse_json_param(raw, "data")
             if not isinstance(data, dict):
                 raise invalid_param("data must be a JSON object.")
         if len(files) > 1:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import email.policy
-import json
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -29,6 +28,7 @@ from alexandria.api.dust.common import (
     validate,
 )
 from alexandria.api.dust.errors import dust_error
+from alexandria.api.edge import BadJSON, parse_json
 from alexandria.domain.models import DataSource, Principal
 from alexandria.domain.tables import Table, TableRow
 from alexandria.errors import InvalidRequest
@@ -327,8 +327,8 @@ def _form_to_body(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("tags", "parents"):
         values = out.get(key)
         if isinstance(values, list) and len(values) == 1 and values[0].lstrip().startswith("["):
-            with contextlib.suppress(json.JSONDecodeError):
-                out[key] = json.loads(values[0])
+            with contextlib.suppress(BadJSON):  # else left a string, which validation refuses
+                out[key] = parse_json(values[0])
     return out
 
 

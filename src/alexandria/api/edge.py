@@ -1,0 +1,104 @@
+"""What every JSON value a client sends must satisfy before any dialect reads it, checked in one place for both
+dialects (request bodies and JSON carried in form fields):
+
+- it is JSON (RFC 8259: no ``NaN``/``Infinity``), UTF-8;
+- it nests at most ``MAX_JSON_DEPTH`` arrays/objects deep (deeper values would exhaust recursion further in);
+- its integers fit a signed 64-bit integer and its numbers are finite (what every store can hold);
+- its strings hold Unicode text: a lone UTF-16 surrogate (``"\\ud800"`` without its pair) cannot be encoded as UTF-8,
+  stored or embedded, so it is refused rather than silently replaced.
+
+Each failure raises ``BadJSON``; each dialect renders it in its own envelope (400).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from alexandria.domain.limits import INT64_MAX, INT64_MIN, in_int64
+
+MAX_JSON_DEPTH = 128
+"""The deepest nesting of arrays and objects accepted (the top-level value is depth 1). A Dust ``section`` level
+takes two (its object and its ``sections`` array), so section trees up to 63 levels deep fit."""
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_INT_DIGITS = len(str(INT64_MIN))
+
+
+class BadJSON(ValueError):
+    """A JSON value refused at the edge; ``malformed`` when it is not JSON at all (rather than JSON out of bounds)."""
+
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.malformed = malformed
+
+
+def _parse_int(text: str) -> int:
+    value = int(text) if len(text) <= _MAX_INT_DIGITS else None
+    if value is None or not in_int64(value):
+        raise BadJSON(f"integer {text[:40]} is out of range (a signed 64-bit integer: {INT64_MIN}..{INT64_MAX}).")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadJSON(f"number {text[:40]} is out of range.")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise BadJSON(f"malformed JSON: {text} is not a JSON value.", malformed=True)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """The JSON value of ``raw``, checked as the module says; ``BadJSON`` otherwise."""
+    try:
+        value = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except RecursionError as exc:
+        raise BadJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadJSON(f"malformed JSON: {exc}", malformed=True) from exc
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    check_depth = data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
+    check_text = (isinstance(raw, str) and _SURROGATE.search(raw) is not None) or _SURROGATE_ESCAPE.search(data)
+    if check_depth or check_text:
+        _walk(value, bool(check_text))
+    return value
+
+
+def _walk(value: Any, check_text: bool) -> None:
+    """Depth-first without recursion: the nesting bound and (when asked) lone surrogates in keys and strings."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if check_text:
+                _check_text(node)
+            continue
+        if isinstance(node, dict):
+            if check_text:
+                for key in node:
+                    _check_text(key)
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        stack.extend((child, depth + 1) for child in children if check_text or isinstance(child, dict | list))
+
+
+def _check_text(text: str) -> None:
+    """Raises on a lone surrogate (a valid pair was already joined into one code point by the decoder)."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise BadJSON(
+            f"string contains a lone UTF-16 surrogate (U+{ord(found.group()):04X} at offset {found.start()}), "
+            "which is not Unicode text."
+        )
