@@ -31,11 +31,11 @@ from alexandria.services.core import Core
 log = logging.getLogger(__name__)
 
 
-def dialect_error(path: str, status: int, type_: str, message: str) -> DialectError:
+def dialect_error(path: str, status: int, type_: str, message: str, dify_code: str | None = None) -> DialectError:
     """An error in the envelope of the dialect that owns ``path`` (Dify under ``/v1/``, Dust elsewhere); ``type_``
-    is Dust's error type, translated for Dify."""
+    is Dust's error type, translated for Dify (unless ``dify_code`` is given)."""
     if dify_errors.is_dify_path(path):
-        code = _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
+        code = dify_code or _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
         if status == 404:
             message = dify_errors.ROUTE_NOT_FOUND
         headers = dify_errors.WWW_AUTHENTICATE if status == 401 else None
