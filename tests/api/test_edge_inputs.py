@@ -1,6 +1,7 @@
 """Client mistakes found by fuzzing (issue 11, item 1) answered with a clear 4xx in each dialect's own envelope, and
-nothing stored: out-of-range integers and timestamps, deeply nested JSON, lone UTF-16 surrogates, malformed
-``retrieval_model`` values and bodies over the limit sent chunked."""
+nothing stored: out-of-range integers and timestamps, deeply nested JSON, text no store can hold (lone UTF-16
+surrogates; NUL, which PostgreSQL refuses), malformed ``retrieval_model`` values and bodies over the limit sent
+chunked. Each runs on both stores: the same answer on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -218,10 +219,13 @@ async def test_json_within_the_depth_bound_is_accepted(client: httpx.AsyncClient
     assert resp.status_code == 200, resp.text
 
 
-# --- lone surrogates -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\ude00\\ud83d", "\\uD83D"])
-async def test_dust_lone_surrogate(client: httpx.AsyncClient, tenant: Tenant, escape: str) -> None:
-    for field in ("text", "title"):
+# --- text no store can hold: lone surrogates, NUL -----------------------------------------------------------------
+UNSTORABLE = ["\\ud800", "\\udfff", "\\ude00\\ud83d", "\\uD83D", "\\u0000"]
+
+
+@pytest.mark.parametrize("escape", UNSTORABLE)
+async def test_dust_unstorable_text(client: httpx.AsyncClient, tenant: Tenant, escape: str) -> None:
+    for field in ("text", "title", "source_url"):
         body = '{"text": "ok", "' + field + '": "a' + escape + 'b"}'
         resp = await client.post(
             f"{base(tenant)}/documents/d1",
@@ -229,7 +233,13 @@ async def test_dust_lone_surrogate(client: httpx.AsyncClient, tenant: Tenant, es
             headers={**auth(tenant.key), "Content-Type": "application/json"},
         )
         err = assert_error(resp, 400, "invalid_request_error")
-        assert "surrogate" in err["message"]
+        assert ("NUL" if escape == "\\u0000" else "surrogate") in err["message"]
+    resp = await client.post(
+        f"{base(tenant)}/documents/d1",
+        content='{"text": "ok", "tags": ["a' + escape + '"]}',
+        headers={**auth(tenant.key), "Content-Type": "application/json"},
+    )
+    assert_error(resp, 400, "invalid_request_error")
     assert await dust_documents(client, tenant) == []
 
 
@@ -242,17 +252,65 @@ async def test_a_surrogate_pair_is_text(client: httpx.AsyncClient, tenant: Tenan
     assert resp.json()["document"]["title"] == "\U0001f600"
 
 
-async def test_dify_lone_surrogate(client: httpx.AsyncClient, core: Core) -> None:
+@pytest.mark.parametrize("escape", UNSTORABLE)
+async def test_dify_unstorable_text(client: httpx.AsyncClient, core: Core, escape: str) -> None:
     key, ds = await dify_dataset(client, core)
-    body = '{"name": "a\\ud800b", "text": "x", "indexing_technique": "high_quality"}'
-    for path in (f"/v1/datasets/{ds}/document/create-by-text", f"/v1/datasets/{ds}/retrieve"):
-        resp = await client.post(path, content=body, headers={**auth(key), "Content-Type": "application/json"})
+    headers = {**auth(key), "Content-Type": "application/json"}
+    body = '{"name": "a' + escape + 'b", "text": "x", "indexing_technique": "high_quality"}'
+    for path in (f"/v1/datasets/{ds}/document/create-by-text", f"/v1/datasets/{ds}/retrieve", "/v1/datasets"):
+        resp = await client.post(path, content=body, headers=headers)
         assert_dify_error(resp, 400, "invalid_param")
+    resp = await client.post(f"/v1/datasets/{ds}/retrieve", content='{"query": "a' + escape + '"}', headers=headers)
+    assert_dify_error(resp, 400, "invalid_param")
     resp = await client.post(
-        f"/v1/datasets/{ds}/retrieve",
-        content='{"query": "a\\udc00"}',
-        headers={**auth(key), "Content-Type": "application/json"},
+        f"/v1/datasets/{ds}/document/create-by-file",
+        files={"file": ("a.txt", b"Some text.")},
+        data={"data": '{"indexing_technique": "high_quality", "name": "' + escape + '"}'},
+        headers=auth(key),
     )
+    assert_dify_error(resp, 400, "invalid_param")
+    assert await dify_documents(client, key, ds) == ["first"]
+    resp = await client.get("/v1/datasets", headers=auth(key))
+    assert [d["name"] for d in resp.json()["data"]] == ["kb"]
+
+
+def multipart(*parts: tuple[str, bytes, str | None]) -> bytes:
+    out = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        out += b"--B\r\nContent-Disposition: " + disposition.encode("utf-8", "surrogatepass") + b"\r\n\r\n"
+        out += value + b"\r\n"
+    return out + b"--B--\r\n"
+
+
+async def test_unstorable_text_outside_json(client: httpx.AsyncClient, core: Core, tenant: Tenant) -> None:
+    form = {**auth(tenant.key), "Content-Type": "multipart/form-data; boundary=B"}
+    csv = ("file", b"a,b\n1,2\n", "t.csv")
+    for parts, type_ in (
+        ((("name", b"t\x00n", None), ("description", b"d", None), csv), "invalid_request_error"),
+        ((("name", b"tn", None), ("description", b"d", None), ("file", b"a,b\n1,\x002\n", "t.csv")),
+         "invalid_rows_request_error"),
+    ):  # fmt: skip
+        resp = await client.post(f"{base(tenant)}/tables/csv", content=multipart(*parts), headers=form)
+        err = assert_error(resp, 400, type_)
+        assert "NUL" in err["message"]
+    assert (await client.get(f"{base(tenant)}/tables", headers=auth(tenant.key))).json()["tables"] == []
+    resp = await client.get(f"{base(tenant)}/documents/a%00b", headers=auth(tenant.key))
+    assert_error(resp, 400, "invalid_request_error")
+    resp = await client.get(f"{base(tenant)}/search", params={"query": "a\x00b"}, headers=auth(tenant.key))
+    assert_error(resp, 400, "invalid_request_error")
+
+    key, ds = await dify_dataset(client, core)
+    upload = multipart(("data", b'{"indexing_technique": "high_quality"}', None), ("file", b"abc", "a\x00.txt"))
+    resp = await client.post(
+        f"/v1/datasets/{ds}/document/create-by-file",
+        content=upload,
+        headers={**auth(key), "Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert_dify_error(resp, 400, "invalid_param")
+    resp = await client.get(f"/v1/datasets/{ds}/documents", params={"keyword": "a\x00"}, headers=auth(key))
+    assert_dify_error(resp, 400, "invalid_param")
+    resp = await client.get(f"/v1/datasets/{ds}%00/documents", headers=auth(key))
     assert_dify_error(resp, 400, "invalid_param")
     assert await dify_documents(client, key, ds) == ["first"]
 

@@ -23,6 +23,7 @@ from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
 from alexandria.api.dust.tables import router as dust_tables_router
 from alexandria.api.dust.views import router as dust_views_router
+from alexandria.api.edge import target_error
 from alexandria.api.errors import DialectError
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
@@ -56,6 +57,22 @@ _DIFY_CODES = {
     "invalid_request_error": "invalid_param",
     "internal_server_error": "unknown",
 }
+
+
+class TargetCheck:
+    """Refuses a request whose target breaks the edge's text rule (``edge.target_error``) with the dialect's 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            problem = target_error(path, scope.get("query_string", b""))
+            if problem is not None:
+                await _dialect_error(path, 400, "invalid_request_error", problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -156,7 +173,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     async def healthz() -> dict[str, Any]:
         return {"ok": True}
 
-    limited: Any = BodyLimit(app, int(settings.max_body_mb * 1024 * 1024))
+    limited: Any = BodyLimit(TargetCheck(app), int(settings.max_body_mb * 1024 * 1024))
     app.state.asgi = limited
     return app
 

@@ -4,8 +4,12 @@ dialects (request bodies and JSON carried in form fields):
 - it is JSON (RFC 8259: no ``NaN``/``Infinity``), UTF-8;
 - it nests at most ``MAX_JSON_DEPTH`` arrays/objects deep (deeper values would exhaust recursion further in);
 - its integers fit a signed 64-bit integer and its numbers are finite (what every store can hold);
-- its strings hold Unicode text: a lone UTF-16 surrogate (``"\\ud800"`` without its pair) cannot be encoded as UTF-8,
-  stored or embedded, so it is refused rather than silently replaced.
+- its strings hold storable Unicode text: a lone UTF-16 surrogate (``"\\ud800"`` without its pair) cannot be encoded
+  as UTF-8, and PostgreSQL's text cannot hold NUL (``"\\u0000"``), so both are refused (on every store alike) rather
+  than silently replaced.
+
+The request target obeys the text rule too (``target_error``: a NUL in the path or the query string; percent-decoding
+already replaces what is not UTF-8, so no surrogate can come from there).
 
 Each failure raises ``BadJSON``; each dialect renders it in its own envelope (400).
 """
@@ -23,8 +27,8 @@ MAX_JSON_DEPTH = 128
 """The deepest nesting of arrays and objects accepted (the top-level value is depth 1). A Dust ``section`` level
 takes two (its object and its ``sections`` array), so section trees up to 63 levels deep fit."""
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MAX_INT_DIGITS = len(str(INT64_MIN))
 
 
@@ -65,7 +69,7 @@ def parse_json(raw: bytes | str) -> Any:
         raise BadJSON(f"malformed JSON: {exc}", malformed=True) from exc
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     check_depth = data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
-    check_text = (isinstance(raw, str) and _SURROGATE.search(raw) is not None) or _SURROGATE_ESCAPE.search(data)
+    check_text = (isinstance(raw, str) and _UNSTORABLE.search(raw) is not None) or _UNSTORABLE_ESCAPE.search(data)
     if check_depth or check_text:
         _walk(value, bool(check_text))
     return value
@@ -95,10 +99,28 @@ def _walk(value: Any, check_text: bool) -> None:
 
 
 def _check_text(text: str) -> None:
-    """Raises on a lone surrogate (a valid pair was already joined into one code point by the decoder)."""
-    found = _SURROGATE.search(text)
+    """Raises on NUL or a lone surrogate (a valid pair was already joined into one code point by the decoder)."""
+    found = _UNSTORABLE.search(text)
     if found is not None:
-        raise BadJSON(
-            f"string contains a lone UTF-16 surrogate (U+{ord(found.group()):04X} at offset {found.start()}), "
-            "which is not Unicode text."
-        )
+        raise BadJSON(f"string {unstorable(found.group(), found.start())}")
+
+
+def unstorable(char: str, offset: int) -> str:
+    if char == "\x00":
+        return f"contains a NUL character (U+0000 at offset {offset}), which cannot be stored."
+    return f"contains a lone UTF-16 surrogate (U+{ord(char):04X} at offset {offset}), which is not Unicode text."
+
+
+def text_error(text: str) -> str | None:
+    """Why text a client sent outside JSON (a form field, a file name, an uploaded CSV) breaks the text rule."""
+    found = _UNSTORABLE.search(text)
+    return None if found is None else unstorable(found.group(), found.start())
+
+
+def target_error(path: str, query_string: bytes) -> str | None:
+    """Why a request target breaks the text rule (None if it does not)."""
+    if "\x00" in path:
+        return f"The path {unstorable(chr(0), path.index(chr(0)))}"
+    if b"%00" in query_string or b"\x00" in query_string:
+        return "The query string contains a NUL character (%00), which cannot be stored."
+    return None

@@ -22,6 +22,7 @@ from alexandria.api.dify.common import (
     resolve_dataset,
 )
 from alexandria.api.dify.errors import dify_error
+from alexandria.api.edge import text_error
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError
 from alexandria.ingest.dify_rules import ProcessRuleError, parse_process_rule
@@ -122,6 +123,8 @@ async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | Non
         upload = files[0]
         if not upload.filename:
             raise dify_error(400, "filename_not_exists_error", "The specified filename does not exist.")
+        if (problem := text_error(upload.filename)) is not None:
+            raise invalid_param(f"The file name {problem}")
         return FileUpload(upload.filename, await upload.read()), data
 
 
