@@ -76,6 +76,20 @@ async def test_dify_search_method_of_the_wrong_type(
     assert_dify_error(resp, 400, "invalid_param")
 
 
+@pytest.mark.parametrize("method", [["semantic_search"], {"a": 1}, 3])
+async def test_dify_dataset_search_method_of_the_wrong_type(
+    client: httpx.AsyncClient, core: Core, method: object
+) -> None:
+    key, ds = await dify_dataset(client, core)
+    model = {"search_method": method, "reranking_enable": False, "top_k": 3, "score_threshold_enabled": False}
+    resp = await client.post("/v1/datasets", json={"name": "other", "retrieval_model": model}, headers=auth(key))
+    assert_dify_error(resp, 400, "invalid_param")
+    before = (await client.get(f"/v1/datasets/{ds}", headers=auth(key))).json()
+    resp = await client.patch(f"/v1/datasets/{ds}", json={"retrieval_model": model}, headers=auth(key))
+    assert_dify_error(resp, 400, "invalid_param")
+    assert (await client.get(f"/v1/datasets/{ds}", headers=auth(key))).json() == before
+
+
 @pytest.mark.parametrize("weights", [{"vector_setting": [1]}, {"keyword_setting": "x"}, []])
 async def test_dify_hybrid_weights_of_the_wrong_type(client: httpx.AsyncClient, core: Core, weights: object) -> None:
     key, ds = await dify_dataset(client, core)
@@ -341,6 +355,20 @@ async def test_chunked_body_over_the_limit(client: httpx.AsyncClient, core: Core
         f"/v1/datasets/{ds}/document/create-by-text",
         content=chunks(limit + 10),
         headers={**auth(key), "Content-Type": "application/json"},
+    )
+    assert_dify_error(resp, 413, "request_entity_too_large")
+    upload = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
+
+    async def form() -> AsyncIterator[bytes]:
+        yield upload
+        async for piece in chunks(limit + 10):
+            yield piece
+        yield b"\r\n--B--\r\n"
+
+    resp = await client.post(
+        f"/v1/datasets/{ds}/document/create-by-file",
+        content=form(),
+        headers={**auth(key), "Content-Type": "multipart/form-data; boundary=B"},
     )
     assert_dify_error(resp, 413, "request_entity_too_large")
     assert await dify_documents(client, key, ds) == ["first"]

@@ -29,6 +29,14 @@ takes two (its object and its ``sections`` array), so section trees up to 63 lev
 
 _UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+# A number that may not fit has 19+ digits (an integer beyond int64, a float of 309+ digits) or an exponent of 3+
+# digits: found as runs in the body mapped to 0 (digits), e (exponents), + (signs) and space; only a body holding one
+# is parsed with the (slower) range-checking hooks.
+_NUMBER_SHAPES = bytes(48 if 48 <= c <= 57 else 101 if c in b"eE" else 43 if c in b"+-" else 32 for c in range(256))
+_BIG_NUMBER_SHAPES = (b"0" * 19, b"e000", b"e+000")
 _MAX_INT_DIGITS = len(str(INT64_MIN))
 
 
@@ -60,42 +68,59 @@ def _parse_constant(text: str) -> Any:
 
 
 def parse_json(raw: bytes | str) -> Any:
-    """The JSON value of ``raw``, checked as the module says; ``BadJSON`` otherwise."""
+    """The JSON value of ``raw`` (UTF-8 if bytes), checked as the module says; ``BadJSON`` otherwise."""
     try:
-        value = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        shapes = data.translate(_NUMBER_SHAPES)
+        if any(shape in shapes for shape in _BIG_NUMBER_SHAPES):
+            value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        else:
+            value = json.loads(text, parse_constant=_parse_constant)
     except RecursionError as exc:
         raise BadJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadJSON(f"malformed JSON: {exc}", malformed=True) from exc
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    check_depth = data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
-    check_text = (isinstance(raw, str) and _UNSTORABLE.search(raw) is not None) or _UNSTORABLE_ESCAPE.search(data)
-    if check_depth or check_text:
-        _walk(value, bool(check_text))
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _too_deep(data):
+        raise BadJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+    # decoded UTF-8 holds no surrogate, and JSON no raw NUL: only escapes (or a str given as such) can bring them
+    if _UNSTORABLE_ESCAPE.search(data) is not None or (isinstance(raw, str) and _UNSTORABLE.search(raw) is not None):
+        _check_strings(value)
     return value
 
 
-def _walk(value: Any, check_text: bool) -> None:
-    """Depth-first without recursion: the nesting bound and (when asked) lone surrogates in keys and strings."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+def _too_deep(data: bytes) -> bool:
+    """Whether well-formed JSON ``data`` nests deeper than ``MAX_JSON_DEPTH``. First with the brackets of its strings
+    counted too: when those still pair up within the bound, the real nesting (never deeper) does too; otherwise
+    again without them (strings removed), exactly."""
+    if _nests_within(data.translate(None, _NOT_BRACKETS)):
+        return False
+    return not _nests_within(_STRING.sub(b"", data).translate(None, _NOT_BRACKETS))
+
+
+def _nests_within(brackets: bytes) -> bool:
+    """Whether ``brackets`` pair up, nested at most ``MAX_JSON_DEPTH`` deep: innermost pairs removed once per level
+    (each pass in C; a typical body takes a few)."""
+    for _ in range(MAX_JSON_DEPTH):
+        if not brackets:
+            return True
+        brackets = _INNERMOST_PAIR.sub(b"", brackets)
+    return not brackets
+
+
+def _check_strings(value: Any) -> None:
+    """Every key and string of ``value`` (without recursion; its depth is already bounded) against the text rule."""
+    stack = [value]
     while stack:
-        node, depth = stack.pop()
+        node = stack.pop()
         if isinstance(node, str):
-            if check_text:
-                _check_text(node)
-            continue
-        if isinstance(node, dict):
-            if check_text:
-                for key in node:
-                    _check_text(key)
-            children: Any = node.values()
+            _check_text(node)
+        elif isinstance(node, dict):
+            for key in node:
+                _check_text(key)
+            stack.extend(node.values())
         elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise BadJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-        stack.extend((child, depth + 1) for child in children if check_text or isinstance(child, dict | list))
+            stack.extend(node)
 
 
 def _check_text(text: str) -> None:
