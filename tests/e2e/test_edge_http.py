@@ -182,3 +182,8 @@ def test_the_server_keeps_serving_on_one_connection(server: Server) -> None:
             assert resp.status_code == 200, resp.text
             resp = client.get(f"{server.dust}/documents", params={"limit": str(2**70)})
             assert_dust((resp.status_code, dict(resp.headers), resp.content), 400, "invalid_request_error")
+
+
+def test_a_request_that_is_not_http(server: Server) -> None:
+    assert_dust(exchange(server, b"NOT HTTP AT ALL\r\n\r\n"), 400, "invalid_request_error")
+    assert_dify(exchange(server, b"GET /v1/datasets HTTP/1.1\r\nBad Header Line\r\n\r\n"), 400, "bad_request")
