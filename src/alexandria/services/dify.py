@@ -457,6 +457,21 @@ class DifyService:
         return docs
 
     # --- the index job of a Dify document: parsing -> splitting -> indexing -> completed ------------------------
+    def run_index_jobs(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """The ``index_dify_document`` job handler: each job runs Dify's pipeline on its document (an obsolete job,
+        whose document is gone, rewritten or no longer Dify's, does nothing). Returns each job's error or None."""
+        out: list[BaseException | None] = []
+        for job in jobs:
+            try:
+                ds = None if job.data_source_id is None else self.store.get_data_source_by_id(job.data_source_id)
+                found = None if ds is None else self.store.document_section(ds, job.payload_str("document_id"))
+                if ds is not None and found is not None and found[3] is not None:
+                    self.run_index_job(ds, job, found[3])
+                out.append(None)
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     def run_index_job(self, ds: DataSource, job: Job, record: Mapping[str, Any]) -> None:
         document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
         started = time.time()

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import blake3
 import numpy as np
@@ -147,8 +147,6 @@ class DocumentService:
         self.embedders = embedders
         self.settings = settings
         self.jobs = jobs
-        # runs the index job of a document written through Dify (its own pipeline); set by the core
-        self.dify_indexer: Callable[[DataSource, Job, dict[str, Any]], None] | None = None
 
     def upsert(self, ds: DataSource, req: UpsertRequest, now_ms: int) -> UpsertResult:
         result = self.upsert_many(ds, [req], now_ms)[0]
@@ -292,30 +290,11 @@ class DocumentService:
             if ds is None:  # deleted with its documents: nothing left to index
                 out.update((j.id, None) for j in group)
                 continue
-            dust_jobs = []
-            for job in group:
-                record = self._dify_record(ds, job)
-                if record is None or self.dify_indexer is None:
-                    dust_jobs.append(job)
-                    continue
-                try:
-                    self.dify_indexer(ds, job, record)
-                    out[job.id] = None
-                except Exception as exc:
-                    out[job.id] = exc
             try:
-                self._index_batch(ds, dust_jobs, out)
+                self._index_batch(ds, group, out)
             except Exception as exc:
-                out.update((j.id, exc) for j in dust_jobs if j.id not in out)
+                out.update((j.id, exc) for j in group if j.id not in out)
         return [out.get(j.id) for j in jobs]
-
-    def _dify_record(self, ds: DataSource, job: Job) -> dict[str, Any] | None:
-        """The Dify processing record of the job's document (None: a Dust document, or gone)."""
-        try:
-            found = self.store.document_section(ds, job.payload_str("document_id"))
-        except ValueError:
-            return None
-        return None if found is None else found[3]
 
     def _index_batch(self, ds: DataSource, jobs: Sequence[Job], out: dict[int, BaseException | None]) -> None:
         embedder = self.embedders.get(ds.embedder)

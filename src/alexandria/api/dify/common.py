@@ -3,34 +3,42 @@ and query parameters, all failing in Dify's envelope."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 
 from alexandria.api.deps import get_core, run_sync
-from alexandria.api.dify.errors import WWW_AUTHENTICATE, dify_error
+from alexandria.api.dify.errors import WWW_AUTHENTICATE, dify_error, from_domain
 from alexandria.api.edge import BadJSON, parse_json
 from alexandria.domain.limits import INT64_MAX
-from alexandria.domain.models import ApiKey, DataSource, Role, Workspace
+from alexandria.domain.models import DataSource, Principal
 from alexandria.errors import Unauthenticated
+from alexandria.services.access import AccessDenied, AccessService
 from alexandria.services.core import Core
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-@dataclass(frozen=True)
-class DifyAuth:
-    workspace: Workspace
-    key: ApiKey
+DifyAuth = Principal
 
 
 def _unauthorized(message: str) -> Exception:
     return dify_error(401, "unauthorized", message, WWW_AUTHENTICATE)
 
 
+async def checked(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn`` (an access check of ``core.access``) run off the event loop; a refusal becomes Dify's error."""
+    try:
+        return await run_sync(fn, *args, **kwargs)
+    except AccessDenied as exc:
+        raise from_domain(exc) from exc
+
+
 async def authenticate(request: Request) -> DifyAuth:
     """Dify's ``validate_dataset_token``: ``Authorization: Bearer <key>`` → the key's workspace (dify-behaviour §5).
-    Any key of the workspace with a role that may write (admin, builder, system) acts as the workspace owner."""
+    Any key of the workspace with a role that may write (admin, builder, system) acts as the workspace owner, within
+    the key's scope (its groups' spaces, its bound dataset), checked by ``core.access``."""
     core = get_core(request)
     header = request.headers.get("authorization")
     if not header or " " not in header:
@@ -45,9 +53,7 @@ async def authenticate(request: Request) -> DifyAuth:
     ws = await run_sync(core.catalog.workspace_by_id, key.workspace_id)
     if ws is None:
         raise _unauthorized("Tenant does not exist.")
-    if key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
-        raise dify_error(403, "forbidden", "No permission.")
-    return DifyAuth(ws, key)
+    return await checked(core.access.principal, ws, key)
 
 
 AuthDep = Annotated[DifyAuth, Depends(authenticate)]
@@ -55,17 +61,17 @@ CoreDep = Annotated[Core, Depends(get_core)]
 
 
 def require_unbound(auth: DifyAuth) -> None:
-    """Routes about no single dataset (list, create, tags) refuse a key bound to one dataset."""
-    if auth.key.data_source_id is not None:
-        raise dify_error(403, "forbidden", "This API key is bound to one dataset and cannot use this route.")
+    """Routes about no single dataset (list, create, tags, models) refuse a key bound to one dataset (403)."""
+    try:
+        AccessService.require_unbound(auth)
+    except AccessDenied as exc:
+        raise from_domain(exc) from exc
 
 
 async def resolve_dataset(core: Core, auth: DifyAuth, dataset_id: str) -> DataSource:
-    ds = await run_sync(core.catalog.find_dataset, auth.workspace, dataset_id)
-    if ds is None:
-        raise dify_error(404, "not_found", "Dataset not found.")
-    if auth.key.data_source_id is not None and auth.key.data_source_id != ds.id:
-        raise dify_error(403, "forbidden", "This API key is bound to another dataset.")
+    """The dataset ``dataset_id`` within the key's scope: 404 if the tenant has none, 403 if the key may not use
+    it, 403 if its API access is disabled."""
+    _, ds = await checked(core.access.dataset, auth, dataset_id)
     if ds.dify.get("enable_api") is False:
         raise dify_error(403, "forbidden", "Dataset api access is not enabled.")
     return ds

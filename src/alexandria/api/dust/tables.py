@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, 
 
 from alexandria.api.deps import run_sync
 from alexandria.api.dust.common import (
-    DATA_SOURCE_NOT_FOUND,
     AuthDep,
     CoreDep,
+    checked,
     int_param,
     paths,
     read_object,
@@ -32,7 +32,6 @@ from alexandria.api.edge import BadJSON, parse_json, text_error
 from alexandria.domain.models import DataSource, Principal
 from alexandria.domain.tables import Table, TableRow
 from alexandria.errors import InvalidRequest
-from alexandria.services import permissions
 from alexandria.services.core import Core
 from alexandria.services.tables import TableRef, TableUpsert
 from alexandria.tables.errors import (
@@ -383,16 +382,9 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
 
 # --- SQL ---------------------------------------------------------------------------------------------------------
 async def _readable_data_source(core: Core, auth: Principal, ref: QueryTableRefBody) -> DataSource:
-    if ref.space_id is not None:
-        _, ds = await resolve_data_source(core, auth, ref.space_id, ref.data_source_id)
-        return ds
-    ds_or_none = await run_sync(core.catalog.find_data_source, auth.workspace, ref.data_source_id)
-    if ds_or_none is None:
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    space = await run_sync(core.catalog.space_by_id, ds_or_none.space_id)
-    if space is None or not permissions.can_read(auth, space):
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    return ds_or_none
+    """A table's data source: of space ``space_id`` if given, else of any space the key reads."""
+    _, ds = await checked(core.access.data_source, auth, ref.data_source_id, ref.space_id, anywhere=True)
+    return ds
 
 
 @router.post("/query_tables")
