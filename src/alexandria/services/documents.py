@@ -14,6 +14,7 @@ import numpy as np
 
 from alexandria.config import Settings
 from alexandria.domain.jobs import Job, index_job_obsolete
+from alexandria.domain.limits import MAX_TIMESTAMP_MS
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError, ChunkingFailed, InvalidRequest, QuotaExceeded
 from alexandria.ingest.base import Embedder, Vectors
@@ -73,14 +74,18 @@ def section_from_json(obj: object) -> Section:
 
 
 def normalize_timestamp(value: float | None, now_ms: int) -> int:
-    """Epoch milliseconds. Values below 1e10 are seconds (Dust PR #27046); negative or non-finite are refused."""
+    """Epoch milliseconds. Values below 1e10 are seconds (Dust PR #27046); negative, non-finite or beyond
+    ``MAX_TIMESTAMP_MS`` (what every store holds) are refused."""
     if value is None:
         return now_ms
     if not math.isfinite(value) or value < 0:
         raise InvalidRequest("Invalid timestamp: must be a non-negative number of epoch milliseconds.")
     if value < 1e10:
         value *= 1000
-    return int(value)
+    ms = int(value)
+    if ms > MAX_TIMESTAMP_MS:
+        raise InvalidRequest(f"Invalid timestamp: must be at most {MAX_TIMESTAMP_MS} epoch milliseconds.")
+    return ms
 
 
 def resolve_title(title: str | None, tags: Sequence[str], fallback: str) -> tuple[str, tuple[str, ...]]:

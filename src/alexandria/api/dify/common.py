@@ -3,7 +3,6 @@ and query parameters, all failing in Dify's envelope."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -11,6 +10,8 @@ from fastapi import Depends, Request
 
 from alexandria.api.deps import get_core, run_sync
 from alexandria.api.dify.errors import WWW_AUTHENTICATE, dify_error, from_domain
+from alexandria.api.edge import BadJSON, parse_json
+from alexandria.domain.limits import INT64_MAX
 from alexandria.domain.models import DataSource, Principal
 from alexandria.errors import Unauthenticated
 from alexandria.services.access import AccessDenied, AccessService
@@ -83,13 +84,21 @@ async def json_object(request: Request, *, required: bool = True) -> dict[str, A
         if not required:
             return {}
         raise dify_error(400, "bad_request", "Invalid JSON payload received or JSON payload is empty.")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise dify_error(400, "bad_request", "Invalid JSON payload received or JSON payload is empty.") from exc
+    body = parse_json_param(raw)
     if not isinstance(body, dict):
         raise dify_error(400, "invalid_param", "The JSON body must be an object.")
     return body
+
+
+def parse_json_param(raw: bytes | str, name: str | None = None) -> Any:
+    """``raw`` parsed and checked at the edge (``alexandria.api.edge``): malformed JSON is Dify's 400 ``bad_request``
+    (or ``invalid_param`` for the form field ``name``), JSON out of bounds 400 ``invalid_param``."""
+    try:
+        return parse_json(raw)
+    except BadJSON as exc:
+        if exc.malformed and name is None:
+            raise dify_error(400, "bad_request", "Invalid JSON payload received or JSON payload is empty.") from exc
+        raise invalid_param(f"{name} is not valid: {exc.message}" if name else exc.message) from exc
 
 
 def invalid_param(message: str) -> Exception:
@@ -109,8 +118,14 @@ def get_str(body: Mapping[str, Any], key: str, *, required: bool = False, max_le
     return value
 
 
+MAX_PAGE_SIZE = 100
+"""The most items one page of a Dify list holds, whatever ``limit`` asks."""
+
+
 def page_params(request: Request, default_limit: int = 20) -> tuple[int, int]:
-    """``page`` (from 1) and ``limit`` (as requested; callers cap the page size at 100)."""
+    """``page`` (from 1) and ``limit`` (as requested; callers cap the page size at ``MAX_PAGE_SIZE``), bounded so
+    that the offset of the page fits a signed 64-bit integer."""
+    bounds = {"page": INT64_MAX // MAX_PAGE_SIZE, "limit": INT64_MAX}
     out = []
     for name, default in (("page", 1), ("limit", default_limit)):
         raw = request.query_params.get(name)
@@ -123,6 +138,8 @@ def page_params(request: Request, default_limit: int = 20) -> tuple[int, int]:
             raise invalid_param(f"{name} must be an integer.") from exc
         if value < 1:
             raise invalid_param(f"{name} must be at least 1.")
+        if value > bounds[name]:
+            raise invalid_param(f"{name} must be at most {bounds[name]}.")
         out.append(value)
     return out[0], out[1]
 

@@ -3,7 +3,6 @@ batch status changes."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -19,9 +18,11 @@ from alexandria.api.dify.common import (
     json_object,
     op_id,
     page_params,
+    parse_json_param,
     resolve_dataset,
 )
 from alexandria.api.dify.errors import dify_error
+from alexandria.api.edge import text_error
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError
 from alexandria.ingest.dify_rules import ProcessRuleError, parse_process_rule
@@ -114,10 +115,7 @@ async def read_upload(request: Request, *, required: bool) -> tuple[FileUpload |
         data: dict[str, Any] = {}
         raw = form.get("data")
         if isinstance(raw, str) and raw.strip():
-            try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise invalid_param(f"data is not valid JSON: {exc}") from exc
+            data = parse_json_param(raw, "data")
             if not isinstance(data, dict):
                 raise invalid_param("data must be a JSON object.")
         if len(files) > 1:
@@ -129,6 +127,8 @@ async def read_upload(request: Request, *, required: bool) -> tuple[FileUpload |
         upload = files[0]
         if not upload.filename:
             raise dify_error(400, "filename_not_exists_error", "The specified filename does not exist.")
+        if (problem := text_error(upload.filename)) is not None:
+            raise invalid_param(f"The file name {problem}")
         return FileUpload(upload.filename, await upload.read()), data
 
 

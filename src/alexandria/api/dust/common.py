@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from alexandria.api.deps import BadJSON, bearer_token, get_core, json_body, run_sync
 from alexandria.api.dust.errors import dust_error, from_domain
+from alexandria.domain.limits import INT64_MAX, INT64_MIN, in_int64
 from alexandria.domain.models import DataSource, Principal, Space
 from alexandria.errors import Unauthenticated
 from alexandria.services.access import AccessDenied, AccessService
@@ -94,7 +95,7 @@ async def read_body(request: Request) -> Any:
     try:
         return await json_body(request)
     except BadJSON as exc:
-        raise dust_error(400, "invalid_request_error", f"Invalid request body: {exc}") from exc
+        raise dust_error(400, "invalid_request_error", f"Invalid request body: {exc.message}") from exc
 
 
 async def read_object(request: Request) -> dict[str, Any]:
@@ -132,6 +133,10 @@ def int_param(value: str | None, name: str, default: int) -> int:
         ) from exc
     if out < 0:
         raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be non-negative.")
+    if out > INT64_MAX:
+        raise dust_error(
+            400, "invalid_request_error", f"Invalid query parameters: `{name}` must be at most {INT64_MAX}."
+        )
     return out
 
 
@@ -147,4 +152,8 @@ def number_param(value: str | None, name: str) -> int | None:
         ) from exc
     if number != number or number in (float("inf"), float("-inf")):
         raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be finite.")
+    if not in_int64(int(number)):
+        raise dust_error(
+            400, "invalid_request_error", f"Invalid query parameters: `{name}` must be within {INT64_MIN}..{INT64_MAX}."
+        )
     return int(number)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import email.policy
-import json
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -29,6 +28,7 @@ from alexandria.api.dust.common import (
     validate,
 )
 from alexandria.api.dust.errors import dust_error
+from alexandria.api.edge import BadJSON, parse_json, text_error
 from alexandria.domain.models import DataSource, Principal
 from alexandria.domain.tables import Table, TableRow
 from alexandria.errors import InvalidRequest
@@ -326,8 +326,8 @@ def _form_to_body(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("tags", "parents"):
         values = out.get(key)
         if isinstance(values, list) and len(values) == 1 and values[0].lstrip().startswith("["):
-            with contextlib.suppress(json.JSONDecodeError):
-                out[key] = json.loads(values[0])
+            with contextlib.suppress(BadJSON):  # else left a string, which validation refuses
+                out[key] = parse_json(values[0])
     return out
 
 
@@ -340,6 +340,10 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
         fields = parse_multipart(content_type, await request.body())
         raw_csv = fields.pop("csv", None)
         csv_bytes = raw_csv if isinstance(raw_csv, bytes) else None
+        for name, value in fields.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and (problem := text_error(item)) is not None:
+                    raise dust_error(400, "invalid_request_error", f"Invalid request body: `{name}` {problem}")
         body = validate(CsvBody, _form_to_body(fields))
     else:
         body = validate(CsvBody, await read_object(request))
@@ -352,6 +356,8 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
         text = csv_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise dust_error(400, "invalid_rows_request_error", "Invalid CSV content: the file is not UTF-8.") from exc
+    if (problem := text_error(text)) is not None:
+        raise dust_error(400, "invalid_rows_request_error", f"Invalid CSV content: the file {problem}")
     if auth.is_system:
         if not body.mimeType:
             raise dust_error(400, "invalid_request_error", "Invalid request body: mimeType must be provided.")
