@@ -10,10 +10,8 @@ python; the script drives the client through a whole Knowledge API story and pri
 
 - ``dify-oapi2`` (nodite/dify-oapi2): typed calls for datasets, documents, segments, child chunks, retrieval, tags.
 - ``dify-oapi`` 0.0.14 (QiMington/dify-oapi): the deprecated underscore paths and ``/hit-testing``.
-- ``dify-client`` (Dify's own SDK, langgenius/dify ``sdks/python-client`` at a pinned commit): every method of its
-  ``KnowledgeBaseClient``. PyPI's newest ``dify-client`` predates that class, so the pin is a git URL (a line
-  ``name @ url``; ``ALEXANDRIA_DIFY_CLIENT_SOURCE=PATH`` replaces the URL with a local copy where GitHub is out of
-  reach).
+- ``dify-client``: Dify's own SDK (langgenius/dify ``sdks/python-client``, module ``dify_client``, from PyPI as
+  ``dify-python-sdk``): every knowledge method of its ``KnowledgeBaseClient``.
 
 ``ALEXANDRIA_CONFORMANCE_REPORT=PATH`` keeps each whole report as ``PATH.<client>.json``.
 """
@@ -39,9 +37,8 @@ pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent / "dify_client"
 WORKSPACE = "dify-conformance"
 CLIENTS = {"dify-oapi2": "run_dify_oapi2.py", "dify-oapi": "run_dify_oapi.py", "dify-client": "run_dify_client.py"}
+PACKAGE = {"dify-client": "dify-python-sdk"}  # the PyPI distribution of a client named otherwise
 PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)")
-URL_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)")
-SOURCE_ENV = {"dify-client": "ALEXANDRIA_DIFY_CLIENT_SOURCE"}  # a local copy in place of a URL pin
 
 
 @dataclass(frozen=True)
@@ -59,31 +56,14 @@ def requirements(client: str) -> Path:
     return HERE / f"requirements-{client}.txt"
 
 
-def pins(client: str) -> dict[str, str | None]:
-    """``name -> version`` for every ``name==version`` line, ``name -> None`` for a ``name @ url`` line (pinned by
-    its URL: any installed version), names normalised as pip does."""
-    found: dict[str, str | None] = {}
+def pins(client: str) -> dict[str, str]:
+    """``name -> version`` for every ``name==version`` line (names normalised as pip does)."""
+    found = {}
     for line in requirements(client).read_text().splitlines():
         if m := PIN.match(line):
             found[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
-        elif m := URL_PIN.match(line):
-            found[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = None
     assert found, f"no pins in {requirements(client)}"
     return found
-
-
-def effective_requirements(client: str) -> str:
-    """The requirements to install: the file, with a URL pin replaced by a local copy when its variable is set."""
-    text = requirements(client).read_text()
-    source = os.environ.get(SOURCE_ENV.get(client, ""), "")
-    if source:
-        local = Path(source).resolve().as_uri()
-        text = "\n".join(URL_PIN.sub(lambda m: f"{m.group(1)} @ {local}", line) for line in text.splitlines())
-    return text + "\n"
-
-
-def satisfied(have: dict[str, str | None] | None, want: dict[str, str | None]) -> bool:
-    return have is not None and all(have.get(n) is not None and (v is None or have[n] == v) for n, v in want.items())
 
 
 def venv_python(client: str) -> Path:
@@ -119,28 +99,23 @@ def ensure_client(client: str) -> Path:
     """The python of the client's venv with exactly the pinned versions, (re)creating and installing as needed."""
     want = pins(client)
     python = venv_python(client)
-    wanted = effective_requirements(client)
-    marker = python.parent.parent / "requirements.installed"  # what the venv was installed from
     have = installed(python, list(want))
-    if satisfied(have, want) and marker.exists() and marker.read_text() == wanted:
+    if have == want:
         return python
     if have is None:  # no venv, or a broken one
         done = subprocess.run([sys.executable, "-m", "venv", "--clear", str(python.parent.parent)],
                               capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
         if done.returncode != 0:
             pytest.fail(f"could not create the {client} venv:\n{done.stdout}\n{done.stderr}")
-    effective = python.parent.parent / "requirements.effective.txt"
-    effective.write_text(wanted)
     install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "-r", str(effective)]  # fmt: skip
+               "-r", str(requirements(client))]  # fmt: skip
     done = subprocess.run(install, capture_output=True, text=True, timeout=900, env=clean_env(), check=False)
     if done.returncode != 0:
         pytest.fail(f"pip install -r {requirements(client).name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     have = installed(python, list(want))
-    if not satisfied(have, want):
+    if have != want:
         diff = {n: (v, (have or {}).get(n)) for n, v in want.items() if (have or {}).get(n) != v}
         pytest.fail(f"{client} venv does not hold the pinned versions after install (pin, installed): {diff}")
-    marker.write_text(wanted)
     return python
 
 
@@ -187,8 +162,7 @@ def test_dify_client_against_live_server(client: str, server: Server) -> None:
     if out := os.environ.get("ALEXANDRIA_CONFORMANCE_REPORT"):
         Path(f"{out}.{client}.json").write_text(json.dumps(report, indent=2))
     assert report["client"] == client
-    pinned = pins(client)[client]
-    assert pinned is None or report["client_version"] == pinned, "the script ran another version than the pin"
+    assert report["client_version"] == pins(client)[PACKAGE.get(client, client)], "the script ran another version"
     checks = report["checks"]
     assert checks, "no checks ran"
     failed = [c for c in checks if not c["ok"] and not str(c.get("reason", "")).startswith("not run:")]
