@@ -159,3 +159,14 @@ def test_per_workspace_is_at_most_the_workers() -> None:
     pool = SqlPool(PoolLimits(workers=2, per_workspace=5, queue=0, queue_per_workspace=0, nice=0))
     assert pool.limits.per_workspace == 2
     pool.close()
+
+
+def test_a_place_is_free_before_the_answer_is_given(make_pool: Callable[..., SqlPool]) -> None:
+    """A client that sends its next query as soon as it has an answer finds its place free (no spurious 429)."""
+    pool = make_pool(workers=1, per_workspace=1, queue=0, queue_per_workspace=0)
+    seen: list[int] = []
+    job = SqlJob(1, lambda: QueryResult(()), time.monotonic() + LONG, 1000)
+    job.future.add_done_callback(lambda _: seen.append(pool.running(1) + pool.waiting(1)))
+    pool.run(job)
+    assert seen == [0]
+    pool.run(SqlJob(1, lambda: QueryResult(()), time.monotonic() + LONG, 1000))  # not refused

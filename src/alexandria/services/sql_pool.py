@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from alexandria.domain.tables import QueryResult
 from alexandria.errors import RateLimited, StorageError
@@ -178,21 +179,25 @@ class SqlPool:
                 if not job.future.set_running_or_notify_cancel():
                     continue
                 self._running.setdefault(job.workspace, set()).add(job)
+            result: QueryResult | None = None
+            error: BaseException | None = None
             try:
                 if time.monotonic() >= job.deadline:
                     raise QueryFailed.timed_out(job.timeout_ms)
                 result = job.run()
             except BaseException as exc:
-                job.future.set_exception(exc)
+                error = exc
+            # its place is free before anyone hears the answer (a client that sends its next query at once finds it)
+            with self._cond:
+                running = self._running[job.workspace]
+                running.discard(job)
+                if not running:
+                    del self._running[job.workspace]
+                self._cond.notify_all()
+            if error is not None:
+                job.future.set_exception(error)
             else:
-                job.future.set_result(result)
-            finally:
-                with self._cond:
-                    running = self._running[job.workspace]
-                    running.discard(job)
-                    if not running:
-                        del self._running[job.workspace]
-                    self._cond.notify_all()
+                job.future.set_result(cast(QueryResult, result))
 
     def _lower_priority(self) -> None:
         if self.limits.nice > 0 and sys.platform == "linux":  # on Linux, a thread id names that thread alone
