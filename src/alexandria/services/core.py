@@ -48,4 +48,5 @@ class Core:
 
     def close(self) -> None:
         self.jobs.stop_workers()
+        self.tables.close()
         self.store.close()

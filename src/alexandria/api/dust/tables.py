@@ -8,7 +8,7 @@ import contextlib
 import email.parser
 import email.policy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Request
@@ -33,6 +33,7 @@ from alexandria.domain.models import DataSource, Principal
 from alexandria.domain.tables import Table, TableRow
 from alexandria.errors import InvalidRequest
 from alexandria.services.core import Core
+from alexandria.services.sql_pool import SqlPoolFull
 from alexandria.services.tables import TableRef, TableUpsert
 from alexandria.tables.errors import (
     InvalidCsv,
@@ -130,8 +131,15 @@ def row_json(row: TableRow) -> dict[str, Any]:
 
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking table work off the event loop, with the tables' domain errors in Dust's envelope."""
-    try:
+    with table_errors():
         return await run_sync(fn, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def table_errors() -> Iterator[None]:
+    """The tables' domain errors, in Dust's envelope."""
+    try:
+        yield
     except TableNotFound as exc:
         raise dust_error(404, "table_not_found", exc.message) from exc
     except TableRowNotFound as exc:
@@ -151,6 +159,12 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise dust_error(400, "data_source_error", exc.message, {"code": exc.code, "message": exc.message}) from exc
     except InvalidRows as exc:
         raise dust_error(400, "invalid_request_error", exc.message) from exc
+    except SqlPoolFull as exc:
+        # Dust's own 429 (its upsert rate limit): its SDK treats 429 as transient and retries; a 400 would tell an
+        # agent to rewrite a query that was fine
+        err = dust_error(429, "rate_limit_error", exc.message)
+        err.headers["Retry-After"] = str(exc.retry_after)
+        raise err from exc
 
 
 def _no_custom_hierarchy(auth: Principal, parents: list[str] | None, parent_id: str | None) -> None:
@@ -389,11 +403,15 @@ async def _readable_data_source(core: Core, auth: Principal, ref: QueryTableRefB
 
 @router.post("/query_tables")
 async def query_tables(request: Request, auth: AuthDep, core: CoreDep) -> JSONResponse:
+    arrival = time.monotonic()  # the time limit counts from here: waiting for an SQL worker is part of it
     body = validate(QueryTablesBody, await read_object(request))
     if not body.tables:
         raise dust_error(400, "invalid_request_error", "Invalid request body: `tables` must name at least one table.")
     refs = [TableRef(await _readable_data_source(core, auth, ref), ref.table_id) for ref in body.tables]
-    result = await call(core.tables.query, refs, body.query)
+    job = await call(core.tables.prepare_query, refs, body.query, arrival)
+    with table_errors():
+        # on the SQL pool's own threads: the query holds none of the server's while it waits or runs
+        result = await core.tables.sql_pool.run_async(job)
     return JSONResponse(
         {
             "schema": schema_to_json(result.columns),
