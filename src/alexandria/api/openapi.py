@@ -72,7 +72,7 @@ _ERRORS = {
     409: "The name is taken.",
     413: "The request body (or uploaded file) is too large.",
     415: "The file type is not supported.",
-    429: "Too many upserts in the current window.",
+    429: "Too many requests: upserts in the current window, or SQL queries already waiting (retry after Retry-After).",
     500: "Internal error (embedding or storage backend).",
 }
 _DUST_ERRORS = (400, 401, 403, 404, 405, 413, 500)
@@ -163,7 +163,7 @@ _DUST_QUERY: dict[str, list[Schema]] = {
     "GET /data_source_views/search": [_q(n, _STR) for n in ("dataSourceId", "kind", "vaultId", "vaultKind")],
     "GET /tables/{tId}/rows": _PAGE,
 }
-_DUST_RATE_LIMITED = {"POST /documents/{documentId}", "POST /folders/{folderId}"}
+_DUST_RATE_LIMITED = {"POST /documents/{documentId}", "POST /folders/{folderId}", "POST /query_tables"}
 # success answers that are not JSON (keyed like the bodies; Dify's by its full path)
 _SUCCESS: dict[str, dict[str, Schema]] = {
     "DELETE /tables/{tId}": {"200": {"description": "Deleted (an empty body, as Dust answers)."}},
