@@ -43,6 +43,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: 
     import uvicorn
 
     from alexandria.api.app import create_app
+    from alexandria.api.http_protocol import DialectH11Protocol
 
     settings = settings_for(data_dir, host=host, port=port, workers=workers)
     # The app owns its core: its lifespan starts the workers and, at shutdown, stops them and closes the core (saving
@@ -57,7 +58,10 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: 
         f"({settings.workers} index workers)"
     )
     try:
-        uvicorn.run(app.state.asgi, host=settings.host, port=settings.port, log_level=log_level)
+        # requests h11 refuses are answered in the dialects' envelopes too (api/http_protocol.py)
+        uvicorn.run(
+            app.state.asgi, host=settings.host, port=settings.port, log_level=log_level, http=DialectH11Protocol
+        )
     finally:
         core.close()  # if the server never started (closing twice is harmless)
 

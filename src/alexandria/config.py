@@ -102,13 +102,44 @@ class Settings(BaseSettings):
     hnsw_expansion_search: int = Field(128, description="HNSW ef at query time.")
 
     sql_timeout_ms: int = Field(
-        10000, ge=1, description="Time limit of one SQL query over tables (`query_tables`), in milliseconds."
+        10000,
+        ge=1,
+        description="Time limit of one SQL query over tables (`query_tables`), in milliseconds, counted from the "
+        "request's arrival (waiting for a worker included).",
     )
     sql_max_rows: int = Field(
         2048, ge=1, description="Most result rows an SQL query over tables may return (more: `too_many_result_rows`)."
     )
     sql_cached_databases: int = Field(
         8, ge=1, description="In-memory databases built for SQL over tables kept for reuse (least recently used go)."
+    )
+    sql_workers: int = Field(
+        4,
+        ge=1,
+        description="SQL queries over tables run at once, all workspaces together, on threads of their own (never "
+        "the server's request threads).",
+    )
+    sql_workers_per_workspace: int = Field(
+        2, ge=1, description="SQL queries over tables of one workspace run at once (at most `ALEXANDRIA_SQL_WORKERS`)."
+    )
+    sql_queue: int = Field(
+        64,
+        ge=0,
+        description="SQL queries over tables that may wait for a worker, all workspaces together; past that (or past "
+        "`ALEXANDRIA_SQL_QUEUE_PER_WORKSPACE`) a query is refused at once with 429 `rate_limit_error` and "
+        "`Retry-After`. Time spent waiting counts towards `ALEXANDRIA_SQL_TIMEOUT_MS`.",
+    )
+    sql_queue_per_workspace: int = Field(
+        8,
+        ge=0,
+        description="SQL queries over tables of one workspace that may wait for a worker (see `ALEXANDRIA_SQL_QUEUE`).",
+    )
+    sql_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the SQL worker threads (Linux; 0: none), so that runaway queries take only the "
+        "CPU that searches and writes leave.",
     )
 
     workers: int = Field(

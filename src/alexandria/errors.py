@@ -46,9 +46,13 @@ class QuotaExceeded(AlexandriaError):
 
 
 class RateLimited(AlexandriaError):
-    """Too many requests in the current window (``rate_limited``)."""
+    """Too many requests in the current window (``rate_limited``); ``retry_after``: seconds until a retry may pass."""
 
     code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
 
 
 class Unauthenticated(AlexandriaError):

@@ -171,3 +171,21 @@ async def test_a_search_is_served_while_the_write_lane_is_saturated(
     assert write[0].status_code == 200, write[0].text
     found = await client.get(f"{base(tenant)}/search", params=params, headers=auth(tenant.key))
     assert [d["document_id"] for d in found.json()["documents"]] == ["new"]
+
+
+async def test_the_openapi_document_lists_429_with_retry_after_on_every_admitted_write(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    segments = "/v1/datasets/{dataset_id}/documents/{document_id}/segments"
+    admitted = [
+        ("post", "/api/v1/w/{wId}/spaces/{spaceId}/data_sources/{dsId}/documents/{documentId}"),
+        ("post", segments),
+        ("post", segments + "/{segment_id}"),
+        ("post", segments + "/{segment_id}/child_chunks"),
+        ("patch", segments + "/{segment_id}/child_chunks/{child_id}"),
+        ("patch", "/v1/datasets/{dataset_id}/documents/status/{action}"),
+    ]
+    for method, path in admitted:
+        response = paths[path][method]["responses"]["429"]
+        assert "Retry-After" in response["headers"], (method, path)

@@ -361,8 +361,11 @@ async def test_upsert_rate_limit_per_workspace(
     url = f"{w(tenant)}/data_sources/{tenant.ds.sid}/documents"
     for i in range(3):
         assert (await put_doc(client, f"{url}/d{i}", tenant.key, text="x")).status_code == 200
-    err = assert_error(await put_doc(client, f"{url}/d3", tenant.key, text="x"), 429, "rate_limit_error")
+    now[0] += 20
+    limited = await put_doc(client, f"{url}/d3", tenant.key, text="x")
+    err = assert_error(limited, 429, "rate_limit_error")
     assert err["message"] == "You have reached the maximum number of 3 upserts per minute."
+    assert limited.headers["retry-after"] == "40"  # the oldest upsert leaves the 60 s window in 40 s
     assert core.store.get_document(tenant.ds, "d3", with_text=False) is None
     # the limit is per workspace, and system keys are exempt
     other = f"{w(other_tenant)}/data_sources/{other_tenant.ds.sid}/documents/d0"

@@ -401,19 +401,19 @@ def test_defence_in_depth_without_the_authorizer(core: Core, table: DataSource) 
     engine = core.store._query_engine()  # type: ignore[attr-defined]
     query(core, table, "SELECT 1 AS one FROM customers LIMIT 1")
     (key,) = engine.cached_keys()
-    entry = engine._cache[key]
-    with entry.lock:
-        entry.conn.set_authorizer(None)
+    entry = engine.cached(key)
+    with entry.borrow() as reader:
+        reader.conn.set_authorizer(None)
         try:
-            assert entry.conn.execute("PRAGMA query_only").fetchone() == (1,)
+            assert reader.conn.execute("PRAGMA query_only").fetchone() == (1,)
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
-                entry.conn.execute("INSERT INTO customers (name) VALUES ('x')")
-            assert entry.conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) == 0
-            assert entry.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == MAX_VALUE_BYTES
+                reader.conn.execute("INSERT INTO customers (name) VALUES ('x')")
+            assert reader.conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) == 0
+            assert reader.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == MAX_VALUE_BYTES
             with pytest.raises(sqlite3.OperationalError):
-                entry.conn.execute("ATTACH DATABASE ':memory:' AS other")
+                reader.conn.execute("ATTACH DATABASE ':memory:' AS other")
         finally:
-            entry.conn.set_authorizer(entry.guard.authorize)
+            reader.conn.set_authorizer(reader.guard.authorize)
     assert stored(core, table) == [TableRow(r.row_id, r.value) for r in ROWS]
 
 
@@ -576,9 +576,9 @@ def test_the_session_is_clean_after_each_query(core: Core, table: DataSource, se
     refused(core, table, "SELECT pg_advisory_lock(4243), 1 / 0")
     engine = core.store._query_engine()  # type: ignore[attr-defined]
     (key,) = engine.cached_keys()
-    entry = engine._cache[key]
-    with entry.lock:
-        row = entry.conn.execute(
+    entry = engine.cached(key)
+    with entry.borrow() as conn:
+        row = conn.execute(
             "SELECT current_user, current_setting('transaction_read_only'), current_setting('search_path'), "
             "current_setting('statement_timeout'), (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
             "AND pid = pg_backend_pid())"
@@ -594,8 +594,9 @@ def test_defence_in_depth_without_the_cursor(core: Core, table: DataSource) -> N
     engine = core.store._query_engine()  # type: ignore[attr-defined]
     query(core, table, "SELECT 1 AS one FROM customers LIMIT 1")
     (key,) = engine.cached_keys()
-    entry = engine._cache[key]
-    assert PgQueryEngine.sandbox_problems(entry.conn) == []
+    entry = engine.cached(key)
+    with entry.borrow() as conn:
+        assert PgQueryEngine.sandbox_problems(conn) == []
     limits = core.tables.settings
     attempts = {
         "INSERT INTO customers (name) VALUES ('x')": psycopg.errors.InsufficientPrivilege,
@@ -615,24 +616,24 @@ def test_defence_in_depth_without_the_cursor(core: Core, table: DataSource) -> N
     }
     from alexandria.domain.tables import QueryLimits
 
-    sandbox = engine._setup(entry, QueryLimits(timeout_ms=limits.sql_timeout_ms, max_rows=10))
-    with entry.lock:
+    sandbox = engine._setup(entry, QueryLimits(timeout_ms=limits.sql_timeout_ms, max_rows=10).started())
+    with entry.borrow() as conn:
         # what the cursor is for: as *statements*, SET ROLE and RESET ROLE switch back to the session's user (a
         # superuser here), since PostgreSQL checks the session user's memberships, not the current user's
         for statement in ("SET ROLE postgres", "RESET ROLE", "SET SESSION AUTHORIZATION postgres"):
-            with entry.conn.transaction(force_rollback=True):
-                entry.conn.execute(sandbox)
-                entry.conn.execute(statement)
-                assert entry.conn.execute("SELECT current_user").fetchone() == ("postgres",)
+            with conn.transaction(force_rollback=True):
+                conn.execute(sandbox)
+                conn.execute(statement)
+                assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
         for sql, error in attempts.items():
-            with entry.conn.transaction(force_rollback=True):
-                entry.conn.execute(sandbox)
-                assert entry.conn.execute("SELECT current_user").fetchone() == (SANDBOX_ROLE,)
+            with conn.transaction(force_rollback=True):
+                conn.execute(sandbox)
+                assert conn.execute("SELECT current_user").fetchone() == (SANDBOX_ROLE,)
                 if error is None:
-                    entry.conn.execute(sql)
+                    conn.execute(sql)
                 else:
-                    with pytest.raises(error), entry.conn.transaction():
-                        entry.conn.execute(sql)
+                    with pytest.raises(error), conn.transaction():
+                        conn.execute(sql)
     # ...which the query path never lets run
     assert refused(core, table, "SET ROLE postgres") == READ_ONLY + "SET is not allowed."
     assert refused(core, table, "RESET ROLE") == READ_ONLY + "RESET is not allowed."
@@ -672,9 +673,11 @@ def test_a_lost_connection_is_replaced(core: Core, table: DataSource, settings: 
     assert query(core, table, "SELECT count(*) AS n FROM customers") == [{"n": 4}]
     engine = core.store._query_engine()  # type: ignore[attr-defined]
     (key,) = engine.cached_keys()
-    pid = engine._cache[key].conn.info.backend_pid
+    with engine.cached(key).borrow() as conn:
+        pid = conn.info.backend_pid
     with psycopg.connect(settings.resolved_database_url(), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # returns once it is gone
     assert query(core, table, "SELECT count(*) AS n FROM customers") == [{"n": 4}]
     (key,) = engine.cached_keys()
-    assert engine._cache[key].conn.info.backend_pid != pid
+    with engine.cached(key).borrow() as conn:
+        assert conn.info.backend_pid != pid

@@ -14,17 +14,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alexandria.api import openapi
 from alexandria.api.admission import WriteAdmission
 from alexandria.api.dify import errors as dify_errors
 from alexandria.api.dify.datasets import router as dify_datasets_router
 from alexandria.api.dify.documents import router as dify_documents_router
 from alexandria.api.dify.files import router as dify_files_router
+from alexandria.api.dify.pipeline import router as dify_pipeline_router
 from alexandria.api.dify.segments import router as dify_segments_router
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
 from alexandria.api.dust.tables import router as dust_tables_router
 from alexandria.api.dust.views import router as dust_views_router
+from alexandria.api.edge import target_error
 from alexandria.api.errors import DialectError
+from alexandria.api.routing import allowed_methods
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
 from alexandria.services.core import Core
@@ -32,16 +36,21 @@ from alexandria.services.core import Core
 log = logging.getLogger(__name__)
 
 
-def _dialect_error(path: str, status: int, type_: str, message: str) -> JSONResponse:
+def dialect_error(path: str, status: int, type_: str, message: str, dify_code: str | None = None) -> DialectError:
     """An error in the envelope of the dialect that owns ``path`` (Dify under ``/v1/``, Dust elsewhere); ``type_``
-    is Dust's error type, translated for Dify."""
+    is Dust's error type, translated for Dify (unless ``dify_code`` is given)."""
     if dify_errors.is_dify_path(path):
-        code = _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
+        code = dify_code or _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
         if status == 404:
             message = dify_errors.ROUTE_NOT_FOUND
         headers = dify_errors.WWW_AUTHENTICATE if status == 401 else None
-        return JSONResponse({"code": code, "message": message, "status": status}, status_code=status, headers=headers)
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+        return DialectError(status, {"code": code, "message": message, "status": status}, headers)
+    return DialectError(status, {"error": {"type": type_, "message": message}})
+
+
+def _dialect_error(path: str, status: int, type_: str, message: str) -> JSONResponse:
+    err = dialect_error(path, status, type_, message)
+    return JSONResponse(err.body, status_code=err.status, headers=err.headers or None)
 
 
 # Dust error types the app itself raises -> Dify codes (werkzeug's snake_case class names)
@@ -52,6 +61,22 @@ _DIFY_CODES = {
     "invalid_request_error": "invalid_param",
     "internal_server_error": "unknown",
 }
+
+
+class TargetCheck:
+    """Refuses a request whose target breaks the edge's text rule (``edge.target_error``) with the dialect's 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            problem = target_error(path, scope.get("query_string", b""))
+            if problem is not None:
+                await _dialect_error(path, 400, "invalid_request_error", problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -67,31 +92,25 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        too_large = _dialect_error(
-            scope.get("path", ""), 413, "content_too_large", f"Request body exceeds {self.limit} bytes."
-        )
+        path = scope.get("path", "")
+        message = f"Request body exceeds {self.limit} bytes."
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await too_large(scope, receive, send)
+            await _dialect_error(path, 413, "content_too_large", message)(scope, receive, send)
             return
         received = 0
 
         async def limited_receive() -> Message:
+            # a body without Content-Length (chunked) is counted as it arrives: the handler reading it gets the
+            # dialect's 413 (rendered by the app's DialectError handler) before it has read more than the limit
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge
-            return message
+                    raise dialect_error(path, 413, "content_too_large", message)
+            return msg
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await too_large(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, send)
 
 
 def create_app(settings: Settings, core: Core | None = None, workers: int | None = None) -> FastAPI:
@@ -116,13 +135,20 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
     app.state.write_admission = WriteAdmission.from_settings(settings)
-    app.include_router(dust_router)
-    app.include_router(dust_tables_router)
-    app.include_router(dust_views_router)
-    app.include_router(dify_datasets_router)
-    app.include_router(dify_documents_router)
-    app.include_router(dify_segments_router)
-    app.include_router(dify_files_router)
+    routers = (
+        dust_router,
+        dust_tables_router,
+        dust_views_router,
+        dify_datasets_router,
+        dify_documents_router,
+        dify_segments_router,
+        dify_files_router,
+        dify_pipeline_router,
+    )
+    for router in routers:
+        app.include_router(router)
+    all_routes = [route for router in routers for route in router.routes]
+    openapi.install(app)
 
     @app.exception_handler(DialectError)
     async def on_dialect_error(request: Request, exc: DialectError) -> JSONResponse:
@@ -134,7 +160,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
         err = dify_errors.from_domain(exc) if is_dify else dust_errors.from_domain(exc)
         if err.status >= 500:
             log.error("domain error on %s: %s", request.url.path, exc)
-        return JSONResponse(err.body, status_code=err.status)
+        return JSONResponse(err.body, status_code=err.status, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,10 +169,14 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            return _dialect_error(
-                request.url.path, 405, "method_not_supported_error", "The method passed is not supported."
-            )
-        if exc.status_code == 404:
+            allowed = allowed_methods(all_routes, request.url.path)
+            if allowed:
+                answer = _dialect_error(
+                    request.url.path, 405, "method_not_supported_error", "The method passed is not supported."
+                )
+                answer.headers["Allow"] = ", ".join(allowed)
+                return answer
+        if exc.status_code in (404, 405):  # 405 here: Dify ids that are not UUIDs match no route
             return _dialect_error(request.url.path, 404, "not_found", "The requested route does not exist.")
         return _dialect_error(request.url.path, exc.status_code, "invalid_request_error", str(exc.detail))
 
@@ -159,7 +189,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     async def healthz() -> dict[str, Any]:
         return {"ok": True}
 
-    limited: Any = BodyLimit(app, int(settings.max_body_mb * 1024 * 1024))
+    limited: Any = BodyLimit(TargetCheck(app), int(settings.max_body_mb * 1024 * 1024))
     app.state.asgi = limited
     return app
 

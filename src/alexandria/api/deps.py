@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -11,7 +10,10 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from fastapi import Request
 
+from alexandria.api.edge import BadJSON, parse_json
 from alexandria.services.core import Core
+
+__all__ = ["BadJSON", "bearer_token", "get_core", "json_body", "run_sync"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,13 +36,7 @@ def bearer_token(request: Request) -> str | None:
     return m.group(1) if m else None
 
 
-class BadJSON(ValueError):
-    pass
-
-
 async def json_body(request: Request) -> Any:
+    """The parsed JSON body (``None`` when empty), checked at the edge (``alexandria.api.edge``); ``BadJSON``."""
     raw = await request.body()
-    try:
-        return json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadJSON(f"malformed JSON body: {exc}") from exc
+    return parse_json(raw) if raw.strip() else None

@@ -22,6 +22,14 @@ class IndexState(enum.StrEnum):
 
 
 INDEX_DOCUMENT = "index_document"  # payload: {"document_id": <Dust document id>, "hash": <content hash>}
+INDEX_DIFY_DOCUMENT = "index_dify_document"  # the same payload, for a document written through Dify's pipeline
+INDEX_KINDS = frozenset({INDEX_DOCUMENT, INDEX_DIFY_DOCUMENT})  # jobs whose failure fails their document
+
+
+def index_kind(dify_record: object) -> str:
+    """The index job kind of a document: Dify's pipeline for one written through Dify (it has a processing record),
+    Dust's section chunker otherwise."""
+    return INDEX_DOCUMENT if dify_record is None else INDEX_DIFY_DOCUMENT
 
 
 @dataclass(frozen=True)

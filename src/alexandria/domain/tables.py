@@ -6,7 +6,8 @@ A row value is JSON-shaped: ``None``, ``bool``, ``int``, ``float``, ``str`` or a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Cell = None | bool | int | float | str | dict[str, Any]
@@ -82,10 +83,26 @@ class QueryTable:
 
 @dataclass(frozen=True)
 class QueryLimits:
+    """The limits of one SQL query over tables. ``deadline`` (``time.monotonic()`` seconds) is when its time limit
+    ends, counted from the request's arrival (so time spent queueing for a worker counts); None: ``timeout_ms``
+    from when the engine starts it."""
+
     timeout_ms: int
     max_rows: int
     max_result_bytes: int = 64 * 1024 * 1024
     cached_databases: int = 8
+    deadline: float | None = None
+
+    def started(self) -> QueryLimits:
+        """These limits with a deadline (``timeout_ms`` from now unless one is set)."""
+        if self.deadline is not None:
+            return self
+        return replace(self, deadline=time.monotonic() + self.timeout_ms / 1000)
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (negative once past); a started query's limits only."""
+        assert self.deadline is not None, "time_left() of limits that were not started"
+        return self.deadline - time.monotonic()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alexandria.config import Settings
-from alexandria.domain.jobs import INDEX_DOCUMENT
+from alexandria.domain.jobs import INDEX_DIFY_DOCUMENT, INDEX_DOCUMENT
 from alexandria.search.rerank import build_reranker
+from alexandria.services.access import AccessService
 from alexandria.services.catalog import CatalogService
 from alexandria.services.dify import DifyService
 from alexandria.services.dify_meta import DifyMeta
@@ -35,6 +36,7 @@ class Core:
         self.jobs.register(INDEX_DOCUMENT, self.documents.run_index_jobs)
         self.search = SearchService(self.store, self.embedders, settings)
         self.spaces = SpaceService(self.store)
+        self.access = AccessService(self.catalog, self.spaces)
         self.folders = FolderService(self.store)
         self.tables = TableService(self.store, settings)
         self.rate_limits = RateLimits(settings.upserts_per_minute)
@@ -42,9 +44,10 @@ class Core:
         self.dify = DifyService(self.store, self.embedders, settings, self.jobs, self.catalog)
         self.dify_meta = DifyMeta(self.store, self.dify_segments)
         self.dify_retrieval = DifyRetrieval(self.store, self.search, settings, build_reranker(settings))
-        self.documents.dify_indexer = self.dify.run_index_job
+        self.jobs.register(INDEX_DIFY_DOCUMENT, self.dify.run_index_jobs)
 
     def close(self) -> None:
         self.jobs.stop_workers()
+        self.tables.close()
         self.embedders.close()
         self.store.close()

@@ -215,8 +215,10 @@ class DifyService:
 
     def _prepare(
         self, ds: DataSource, opts: DocumentOptions, *, by_file: bool, updating: Document | None
-    ) -> tuple[DataSource, dict[str, Any], ProcessRule]:
-        """Dify's checks for a document write, and the dataset's settings the first document fixes."""
+    ) -> tuple[dict[str, Any] | None, dict[str, Any], ProcessRule]:
+        """Dify's checks for a document write: the dataset's new settings (those the first document fixes and the
+        process rule; None if unchanged), the document's processing record and its rule. Writes nothing: the
+        caller validates the rest of the request, then saves the settings (``_save_settings``) and the document."""
         dify = dict(ds.dify)
         if dify.get("provider") == "external":
             raise invalid("External datasets are not supported.")
@@ -264,21 +266,25 @@ class DifyService:
             dify["process_rule"] = rule_json
             dify["process_rule_id"] = _uuid()
             changed = True
-        if changed:
-            ds = self.store.update_data_source(ds, ds.name, ds.description, dify)
         record = {
             "doc_form": doc_form,
             "doc_language": opts.doc_language or "English",
             "process_rule": rule_json,
-            "process_rule_id": ds.dify.get("process_rule_id"),
+            "process_rule_id": dify.get("process_rule_id"),
             "indexing_technique": technique,
         }
-        return ds, record, rule
+        return (dify if changed else None), record, rule
+
+    def _save_settings(self, ds: DataSource, settings: dict[str, Any] | None) -> DataSource:
+        """The dataset with the settings ``_prepare`` decided saved (once the whole request is valid)."""
+        return ds if settings is None else self.store.update_data_source(ds, ds.name, ds.description, settings)
 
     def create_by_text(
         self, ds: DataSource, name: str, text: str, opts: DocumentOptions
     ) -> tuple[DataSource, Document, str]:
-        ds, record, _ = self._prepare(ds, opts, by_file=False, updating=None)
+        settings, record, _ = self._prepare(ds, opts, by_file=False, updating=None)
+        self._check_text(text)
+        ds = self._save_settings(ds, settings)
         document_id = self._document_id_for(ds, name)
         file = {"id": _uuid(), "name": name[:200], "size": len(text.encode()), "extension": "txt",
                 "mime_type": "text/plain", "created_at": time.time()}  # fmt: skip
@@ -290,7 +296,9 @@ class DifyService:
     def create_by_file(
         self, ds: DataSource, upload: FileUpload, opts: DocumentOptions
     ) -> tuple[DataSource, Document, str]:
-        ds, record, _ = self._prepare(ds, opts, by_file=True, updating=None)
+        settings, record, _ = self._prepare(ds, opts, by_file=True, updating=None)
+        self._check_upload(upload)
+        ds = self._save_settings(ds, settings)
         file = self._save_file(ds, upload)
         document_id = self._document_id_for(ds, upload.filename)
         record |= {"data_source_type": "upload_file", "file": file, "stored_file": True}
@@ -304,7 +312,10 @@ class DifyService:
         self._check_available(doc)
         if text is not None and name is None:
             raise invalid("name is required when text is provided")
-        ds, record, _ = self._prepare(ds, opts, by_file=False, updating=doc)
+        settings, record, _ = self._prepare(ds, opts, by_file=False, updating=doc)
+        if text is not None:
+            self._check_text(text)
+        ds = self._save_settings(ds, settings)
         old = doc.dify or {}
         stored = self.store.get_document(ds, doc.document_id, with_text=True)
         title = name if name is not None else doc.title
@@ -324,11 +335,14 @@ class DifyService:
     ) -> tuple[Document, str]:
         self._check_available(doc)
         opts = replace(opts, indexing_technique=ds.dify.get("indexing_technique") or opts.indexing_technique)
-        ds, record, _ = self._prepare(ds, opts, by_file=True, updating=doc)
+        settings, record, _ = self._prepare(ds, opts, by_file=True, updating=doc)
         old = doc.dify or {}
+        if upload is None and not old:
+            raise invalid("Document has no file to re-process.")
+        if upload is not None:
+            self._check_upload(upload)
+        ds = self._save_settings(ds, settings)
         if upload is None:
-            if not old:
-                raise invalid("Document has no file to re-process.")
             record |= {k: old[k] for k in ("data_source_type", "file", "stored_file") if k in old}
             title = doc.title
             stored = self.store.get_document(ds, doc.document_id, with_text=True)
@@ -349,9 +363,9 @@ class DifyService:
         if display_status(doc) != "available":
             raise invalid("Document is not available")
 
-    def _save_file(self, ds: DataSource, upload: FileUpload) -> dict[str, Any]:
-        ext = parsers.extension_of(upload.filename)
-        if ext not in parsers.SUPPORTED_EXTENSIONS:
+    def _check_upload(self, upload: FileUpload) -> None:
+        """An uploaded file's type and size (before anything of the request is written)."""
+        if parsers.extension_of(upload.filename) not in parsers.SUPPORTED_EXTENSIONS:
             raise InvalidRequest("File type not allowed.", code="unsupported_file_type")
         limit = int(self.settings.upload_file_size_limit_mb * 1024 * 1024)
         if len(upload.data) > limit:
@@ -360,8 +374,22 @@ class DifyService:
                 f"{self.settings.upload_file_size_limit_mb:g} MB.",
                 code="file_too_large",
             )
+
+    def _check_text(self, text: str) -> None:
+        """A document text's size (before anything of the request is written)."""
+        limit = int(self.settings.max_document_mb * 1024 * 1024)
+        if len(text) > limit:
+            raise InvalidRequest(f"The text is larger than {self.settings.max_document_mb:g} MB.", code="invalid_param")
+
+    def _save_file(self, ds: DataSource, upload: FileUpload) -> dict[str, Any]:
+        return self.save_upload(ds.workspace_id, upload)
+
+    def save_upload(self, workspace_id: int, upload: FileUpload) -> dict[str, Any]:
+        """Stores an uploaded file of the workspace after Dify's type and size checks; its ``file`` record."""
+        self._check_upload(upload)
+        ext = parsers.extension_of(upload.filename)
         mime = parsers.MIME_TYPES.get(ext, "application/octet-stream")
-        f = self.store.save_file(ds.workspace_id, upload.filename, ext, mime, upload.data)
+        f = self.store.save_file(workspace_id, upload.filename, ext, mime, upload.data)
         return {"id": f.uuid, "name": f.name, "size": f.size, "extension": f.extension, "mime_type": f.mime_type,
                 "created_at": f.created_at / 1000}  # fmt: skip
 
@@ -385,9 +413,7 @@ class DifyService:
         """Store a document's content and processing record in ``batch`` (an update keeps the document's batch) and
         queue its index job; a rewritten document's segments are re-segmented by it."""
         now_ms = int(time.time() * 1000)
-        limit = int(self.settings.max_document_mb * 1024 * 1024)
-        if len(text) > limit:
-            raise InvalidRequest(f"The text is larger than {self.settings.max_document_mb:g} MB.", code="invalid_param")
+        self._check_text(text)
         section = json.dumps({"prefix": None, "content": text, "sections": []}, ensure_ascii=False)
         identity = [document_id, title, text, record.get("file", {}).get("id"), record["process_rule"], now_ms]
         identity += [record["doc_form"], ds.embedder]
@@ -435,6 +461,21 @@ class DifyService:
         return docs
 
     # --- the index job of a Dify document: parsing -> splitting -> indexing -> completed ------------------------
+    def run_index_jobs(self, jobs: Sequence[Job]) -> list[BaseException | None]:
+        """The ``index_dify_document`` job handler: each job runs Dify's pipeline on its document (an obsolete job,
+        whose document is gone, rewritten or no longer Dify's, does nothing). Returns each job's error or None."""
+        out: list[BaseException | None] = []
+        for job in jobs:
+            try:
+                ds = None if job.data_source_id is None else self.store.get_data_source_by_id(job.data_source_id)
+                found = None if ds is None else self.store.document_section(ds, job.payload_str("document_id"))
+                if ds is not None and found is not None and found[3] is not None:
+                    self.run_index_job(ds, job, found[3])
+                out.append(None)
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     def run_index_job(self, ds: DataSource, job: Job, record: Mapping[str, Any]) -> None:
         document_id, doc_hash = job.payload_str("document_id"), job.payload_str("hash")
         started = time.time()

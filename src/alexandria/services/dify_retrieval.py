@@ -55,10 +55,17 @@ def _clip(x: float | None) -> float:
 def hybrid_weights(model: Mapping[str, Any], default_alpha: float) -> tuple[float, float]:
     """``(vector_weight, keyword_weight)`` from Dify's ``weights``, normalised to sum to 1."""
     weights = model.get("weights")
-    if not isinstance(weights, Mapping):
+    if weights is None:
         return default_alpha, 1.0 - default_alpha
-    vec = (weights.get("vector_setting") or {}).get("vector_weight")
-    kw = (weights.get("keyword_setting") or {}).get("keyword_weight")
+    if not isinstance(weights, Mapping):
+        raise InvalidRequest("weights must be an object.", code="invalid_param")
+    vector_setting, keyword_setting = weights.get("vector_setting") or {}, weights.get("keyword_setting") or {}
+    if not isinstance(vector_setting, Mapping) or not isinstance(keyword_setting, Mapping):
+        raise InvalidRequest(
+            "weights.vector_setting and weights.keyword_setting must be objects.", code="invalid_param"
+        )
+    vec = vector_setting.get("vector_weight")
+    kw = keyword_setting.get("keyword_weight")
     vw = float(vec) if isinstance(vec, int | float) else None
     kwf = float(kw) if isinstance(kw, int | float) else None
     if vw is None and kwf is None:
@@ -88,7 +95,7 @@ class DifyRetrieval:
         self, ds: DataSource, query: str, model: Mapping[str, Any], metadata: MetadataFilter | None
     ) -> list[RetrievalRecord]:
         method = model.get("search_method") or "semantic_search"
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise InvalidRequest(f"Invalid search_method: {method}", code="invalid_param")
         top_k = model.get("top_k") if model.get("top_k") is not None else 4
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0 or top_k > MAX_TOP_K:

@@ -20,6 +20,7 @@ from alexandria.ingest import dify_rules
 from alexandria.ingest.chunkers import SectionChunker
 from alexandria.ingest.dify_rules import ProcessRule
 from alexandria.ingest.hashing import chunk_hash
+from alexandria.services.documents import chunk_writes, section_from_json
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.storage.base import ChunkWrite, DifyStore, DocumentStore
 
@@ -112,8 +113,6 @@ class DifySegments:
                 )
 
     def _section_chunks(self, ds: DataSource, doc: Document) -> list[ChunkWrite]:
-        from alexandria.services.documents import chunk_writes, section_from_json
-
         found = self.store.document_section(ds, doc.document_id)
         if found is None:
             return []

@@ -7,13 +7,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import blake3
 import numpy as np
 
 from alexandria.config import Settings
 from alexandria.domain.jobs import Job, index_job_obsolete
+from alexandria.domain.limits import MAX_TIMESTAMP_MS
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError, ChunkingFailed, InvalidRequest, QuotaExceeded
 from alexandria.ingest.base import Embedder, Vectors
@@ -73,14 +74,18 @@ def section_from_json(obj: object) -> Section:
 
 
 def normalize_timestamp(value: float | None, now_ms: int) -> int:
-    """Epoch milliseconds. Values below 1e10 are seconds (Dust PR #27046); negative or non-finite are refused."""
+    """Epoch milliseconds. Values below 1e10 are seconds (Dust PR #27046); negative, non-finite or beyond
+    ``MAX_TIMESTAMP_MS`` (what every store holds) are refused."""
     if value is None:
         return now_ms
     if not math.isfinite(value) or value < 0:
         raise InvalidRequest("Invalid timestamp: must be a non-negative number of epoch milliseconds.")
     if value < 1e10:
         value *= 1000
-    return int(value)
+    ms = int(value)
+    if ms > MAX_TIMESTAMP_MS:
+        raise InvalidRequest(f"Invalid timestamp: must be at most {MAX_TIMESTAMP_MS} epoch milliseconds.")
+    return ms
 
 
 def resolve_title(title: str | None, tags: Sequence[str], fallback: str) -> tuple[str, tuple[str, ...]]:
@@ -142,8 +147,6 @@ class DocumentService:
         self.embedders = embedders
         self.settings = settings
         self.jobs = jobs
-        # runs the index job of a document written through Dify (its own pipeline); set by the core
-        self.dify_indexer: Callable[[DataSource, Job, dict[str, Any]], None] | None = None
 
     def upsert(self, ds: DataSource, req: UpsertRequest, now_ms: int) -> UpsertResult:
         result = self.upsert_many(ds, [req], now_ms)[0]
@@ -288,30 +291,11 @@ class DocumentService:
             if ds is None:  # deleted with its documents: nothing left to index
                 out.update((j.id, None) for j in group)
                 continue
-            dust_jobs = []
-            for job in group:
-                record = self._dify_record(ds, job)
-                if record is None or self.dify_indexer is None:
-                    dust_jobs.append(job)
-                    continue
-                try:
-                    self.dify_indexer(ds, job, record)
-                    out[job.id] = None
-                except Exception as exc:
-                    out[job.id] = exc
             try:
-                self._index_batch(ds, dust_jobs, out)
+                self._index_batch(ds, group, out)
             except Exception as exc:
-                out.update((j.id, exc) for j in dust_jobs if j.id not in out)
+                out.update((j.id, exc) for j in group if j.id not in out)
         return [out.get(j.id) for j in jobs]
-
-    def _dify_record(self, ds: DataSource, job: Job) -> dict[str, Any] | None:
-        """The Dify processing record of the job's document (None: a Dust document, or gone)."""
-        try:
-            found = self.store.document_section(ds, job.payload_str("document_id"))
-        except ValueError:
-            return None
-        return None if found is None else found[3]
 
     def _index_batch(self, ds: DataSource, jobs: Sequence[Job], out: dict[int, BaseException | None]) -> None:
         embedder = self.embedders.get(ds.embedder)

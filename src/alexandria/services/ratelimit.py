@@ -7,6 +7,7 @@ on the requests it serves.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,5 +36,8 @@ class RateLimits:
             while hits and hits[0] <= now - WINDOW_S:
                 hits.popleft()
             if len(hits) >= self.limit:
-                raise RateLimited(f"You have reached the maximum number of {self.limit} upserts per minute.")
+                raise RateLimited(
+                    f"You have reached the maximum number of {self.limit} upserts per minute.",
+                    retry_after=math.ceil(hits[0] + WINDOW_S - now),
+                )
             hits.append(now)

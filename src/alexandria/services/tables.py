@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from alexandria.domain.tables import (
 )
 from alexandria.errors import InvalidRequest
 from alexandria.services.documents import normalize_timestamp
+from alexandria.services.sql_pool import PoolLimits, SqlJob, SqlPool
 from alexandria.storage.base import TableStore
 from alexandria.tables.csv import parse_csv
 from alexandria.tables.errors import TableRowNotFound, table_not_found
@@ -96,6 +99,15 @@ class TableService:
     def __init__(self, store: TableStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.sql_pool = SqlPool(
+            PoolLimits(
+                workers=settings.sql_workers,
+                per_workspace=settings.sql_workers_per_workspace,
+                queue=settings.sql_queue,
+                queue_per_workspace=settings.sql_queue_per_workspace,
+                nice=settings.sql_nice,
+            )
+        )
 
     # --- tables --------------------------------------------------------------------------------------------------
     def prepare(self, req: TableUpsert, now_ms: int) -> TableWrite:
@@ -171,7 +183,9 @@ class TableService:
         return self.upsert_rows(ds, write.table_id, rows, truncate)
 
     # --- SQL -----------------------------------------------------------------------------------------------------
-    def query(self, refs: Sequence[TableRef], query: str) -> QueryResult:
+    def prepare_query(self, refs: Sequence[TableRef], query: str, arrival: float | None = None) -> SqlJob:
+        """The job of one query (its tables found now: unknown ones fail here), for the SQL pool. Its time limit
+        counts from ``arrival`` (``time.monotonic()``; default: now)."""
         if not refs:
             raise InvalidRequest("Invalid request body: at least one table is required.")
         seen: dict[tuple[int, str], tuple[DataSource, Table]] = {}
@@ -179,9 +193,26 @@ class TableService:
             key = (ref.ds.id, ref.table_id)
             if key not in seen:
                 seen[key] = (ref.ds, self.require(ref.ds, ref.table_id))
+        timeout_ms = self.settings.sql_timeout_ms
+        deadline = (time.monotonic() if arrival is None else arrival) + timeout_ms / 1000
         limits = QueryLimits(
-            timeout_ms=self.settings.sql_timeout_ms,
+            timeout_ms=timeout_ms,
             max_rows=self.settings.sql_max_rows,
             cached_databases=self.settings.sql_cached_databases,
+            deadline=deadline,
         )
-        return self.store.query_tables(unique_names(list(seen.values())), query, limits)
+        tables = unique_names(list(seen.values()))
+        return SqlJob(
+            workspace=refs[0].ds.workspace_id,
+            run=functools.partial(self.store.query_tables, tables, query, limits),
+            deadline=deadline,
+            timeout_ms=timeout_ms,
+        )
+
+    def query(self, refs: Sequence[TableRef], query: str) -> QueryResult:
+        """Run one query through the SQL pool, waiting on this thread (async callers: ``prepare_query`` then
+        ``sql_pool.run_async``)."""
+        return self.sql_pool.run(self.prepare_query(refs, query))
+
+    def close(self) -> None:
+        self.sql_pool.close()

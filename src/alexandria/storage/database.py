@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Protocol
 
 from alexandria.errors import AlreadyExists, StorageError
@@ -70,6 +71,22 @@ class Dialect:
         """A condition: the JSON object in ``column`` has the key that the SQL expression ``key`` (a column, or
         ``?`` for a bound value) names, whatever its value (null included)."""
         return self._json_has_key(column, key)
+
+
+def packaged_migrations(package: str) -> list[tuple[int, str]]:
+    """``(version, sql)`` of every migration file (``NNNN_name.sql``) packaged in ``package``, in order."""
+    found: list[tuple[int, str]] = []
+    for entry in resources.files(package).iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def json_path_parts(path: tuple[str, ...]) -> tuple[str, ...]:
+    """``path`` checked for the dialects' JSON accessors, which write its parts into SQL text: identifiers only."""
+    if not all(p.isidentifier() for p in path):
+        raise ValueError(f"JSON path parts must be identifiers: {path!r}")
+    return path
 
 
 class Engine(Protocol):

@@ -126,6 +126,8 @@ async def list_datasets(request: Request, auth: AuthDep, core: CoreDep) -> Any:
     tag_ids = request.query_params.getlist("tag_ids")
     include_all = request.query_params.get("include_all", "false").lower() == "true"
     found = await run_sync(core.dify.list_datasets, auth.workspace, keyword, tag_ids, include_all)
+    visible = {ds.id for ds in await run_sync(core.access.visible_data_sources, auth)}
+    found = [ds for ds in found if ds.id in visible]  # restricted spaces the key is not a member of: hidden
     limit = min(limit, 100)
     window = found[(page - 1) * limit : page * limit]
     data = [await run_sync(dataset_json, core, ds) for ds in window]

@@ -3,7 +3,6 @@ batch status changes."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -20,9 +19,11 @@ from alexandria.api.dify.common import (
     json_object,
     op_id,
     page_params,
+    parse_json_param,
     resolve_dataset,
 )
 from alexandria.api.dify.errors import dify_error
+from alexandria.api.edge import text_error
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import AlexandriaError
 from alexandria.ingest.dify_rules import ProcessRuleError, parse_process_rule
@@ -76,7 +77,11 @@ async def _create_by_text(request: Request, dataset_id: str, auth: AuthDep, core
     name = get_str(body, "name", required=True)
     text = get_str(body, "text", required=True)
     opts = options(body, core)
-    ds, doc, batch = await run_sync(core.dify.create_by_text, ds, str(name), str(text), opts)
+    if original := get_str(body, "original_document_id"):  # Dify updates that document in its existing batch
+        doc = await resolve_document(core, ds, original)
+        doc, batch = await run_sync(core.dify.update_by_text, ds, doc, name, text, opts)
+    else:
+        ds, doc, batch = await run_sync(core.dify.create_by_text, ds, str(name), str(text), opts)
     return await doc_answer(core, ds, doc, batch)
 
 
@@ -99,7 +104,7 @@ for _path in (
 
 
 # --- create / update by file -------------------------------------------------------------------------------------
-async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | None, dict[str, Any]]:
+async def read_upload(request: Request, *, required: bool) -> tuple[FileUpload | None, dict[str, Any]]:
     """The ``file`` part and the ``data`` JSON of a multipart request, with Dify's upload errors."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -111,10 +116,7 @@ async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | Non
         data: dict[str, Any] = {}
         raw = form.get("data")
         if isinstance(raw, str) and raw.strip():
-            try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise invalid_param(f"data is not valid JSON: {exc}") from exc
+            data = parse_json_param(raw, "data")
             if not isinstance(data, dict):
                 raise invalid_param("data must be a JSON object.")
         if len(files) > 1:
@@ -126,16 +128,23 @@ async def _upload(request: Request, *, required: bool) -> tuple[FileUpload | Non
         upload = files[0]
         if not upload.filename:
             raise dify_error(400, "filename_not_exists_error", "The specified filename does not exist.")
+        if (problem := text_error(upload.filename)) is not None:
+            raise invalid_param(f"The file name {problem}")
         return FileUpload(upload.filename, await upload.read()), data
 
 
 async def _create_by_file(request: Request, dataset_id: str, auth: AuthDep, core: CoreDep) -> Any:
     ds = await resolve_dataset(core, auth, dataset_id)
-    upload, data = await _upload(request, required=True)
+    upload, data = await read_upload(request, required=True)
     assert upload is not None
     opts = options(data, core)
+    original = get_str(data, "original_document_id")
     try:
-        ds, doc, batch = await run_sync(core.dify.create_by_file, ds, upload, opts)
+        if original:  # Dify updates that document in place, in its existing batch
+            doc = await resolve_document(core, ds, original)
+            doc, batch = await run_sync(core.dify.update_by_file, ds, doc, upload, opts)
+        else:
+            ds, doc, batch = await run_sync(core.dify.create_by_file, ds, upload, opts)
     except AlexandriaError as exc:  # Dify's create-by-file lets the upload errors through as 400 invalid_param
         if exc.code in ("unsupported_file_type", "file_too_large"):
             raise invalid_param(exc.message) from exc
@@ -146,7 +155,7 @@ async def _create_by_file(request: Request, dataset_id: str, auth: AuthDep, core
 async def _update_by_file(request: Request, dataset_id: str, document_id: str, auth: AuthDep, core: CoreDep) -> Any:
     ds = await resolve_dataset(core, auth, dataset_id)
     doc = await resolve_document(core, ds, document_id)
-    upload, data = await _upload(request, required=False)
+    upload, data = await read_upload(request, required=False)
     updated, batch = await run_sync(core.dify.update_by_file, ds, doc, upload, options(data, core))
     return await doc_answer(core, ds, updated, batch)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alexandria.api.errors import DialectError
 from alexandria.errors import AlexandriaError
+from alexandria.services.access import AccessDenied, Refusal
 
 PREFIX = "/v1/"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="api"'}
@@ -40,6 +41,24 @@ _BY_CLASS: dict[str, tuple[int, str]] = {
 }
 
 
+_NO_PERMISSION = (403, "forbidden", "No permission.")
+# a refused request (services/access.py) -> (HTTP status, Dify code, message; None: the caller's message). Only a
+# dataset that does not exist in the key's tenant is 404 (dify-behaviour.md §5); one the key may not use is 403.
+_BY_REFUSAL: dict[Refusal, tuple[int, str, str | None]] = {
+    Refusal.OTHER_WORKSPACE: _NO_PERMISSION,
+    Refusal.ROLE: _NO_PERMISSION,
+    Refusal.SPACE_NOT_FOUND: (404, "not_found", "Dataset not found."),
+    Refusal.DATA_SOURCE_NOT_FOUND: (404, "not_found", "Dataset not found."),
+    Refusal.DATA_SOURCE_HIDDEN: (403, "forbidden", "You do not have permission to access this dataset."),
+    Refusal.OTHER_DATA_SOURCE: (403, "forbidden", "This API key is bound to another dataset."),
+    Refusal.WORKSPACE_WIDE: (403, "forbidden", "This API key is bound to one dataset and cannot use this route."),
+    Refusal.VIEW_NOT_FOUND: (404, "not_found", "Dataset not found."),
+    Refusal.READ_ONLY: _NO_PERMISSION,
+    Refusal.MANAGED: _NO_PERMISSION,
+    Refusal.NOT_ADMIN: _NO_PERMISSION,
+}
+
+
 def is_dify_path(path: str) -> bool:
     return path.startswith(PREFIX)
 
@@ -49,6 +68,9 @@ def dify_error(status: int, code: str, message: str, headers: dict[str, str] | N
 
 
 def from_domain(exc: AlexandriaError) -> DialectError:
+    if isinstance(exc, AccessDenied):
+        status, code, message = _BY_REFUSAL[exc.refusal]
+        return dify_error(status, code, message or exc.message)
     found = _BY_CODE.get(exc.code)
     for cls in type(exc).__mro__:
         found = found or _BY_CLASS.get(cls.__name__)

@@ -14,7 +14,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 
 from alexandria.api.deps import run_sync
-from alexandria.api.dify.common import AuthDep, CoreDep, invalid_param, json_object, resolve_dataset
+from alexandria.api.dify.common import (
+    AuthDep,
+    CoreDep,
+    invalid_param,
+    json_object,
+    require_unbound,
+    resolve_dataset,
+)
 from alexandria.api.dify.documents import resolve_document
 from alexandria.api.dify.errors import dify_error
 from alexandria.domain.dify import UploadedFile
@@ -124,7 +131,9 @@ MODEL_TYPES = ("text-embedding", "rerank", "llm", "tts", "speech2text", "moderat
 
 @router.get("/workspaces/current/models/model-types/{model_type}")
 async def models(model_type: str, auth: AuthDep, core: CoreDep) -> Any:
-    """The models a knowledge base can use: the embedding model, and the reranker when one is configured."""
+    """The models a knowledge base can use: the embedding model, and the reranker when one is configured. A route
+    about the workspace, not one dataset: a dataset-bound key gets 403, as on Dify's other dataset-less routes."""
+    require_unbound(auth)
     if model_type not in MODEL_TYPES:
         raise invalid_param(f"Invalid model_type: {model_type}. Must be one of {list(MODEL_TYPES)}")
     names: list[tuple[str, dict[str, Any]]] = []

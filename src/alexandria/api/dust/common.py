@@ -3,25 +3,38 @@ body and query-parameter parsing, all failing in Dust's error envelope."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from alexandria.api.deps import BadJSON, bearer_token, get_core, json_body, run_sync
-from alexandria.api.dust.errors import dust_error
-from alexandria.domain.models import DataSource, Principal, Role, Space
+from alexandria.api.dust.errors import dust_error, from_domain
+from alexandria.domain.limits import INT64_MAX, INT64_MIN, in_int64
+from alexandria.domain.models import DataSource, Principal, Space
 from alexandria.errors import Unauthenticated
-from alexandria.services import permissions
+from alexandria.services.access import AccessDenied, AccessService
 from alexandria.services.core import Core
 
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 Auth = Principal
 
 
+async def checked(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn`` (an access check of ``core.access``) run off the event loop; a refusal becomes Dust's error."""
+    try:
+        return await run_sync(fn, *args, **kwargs)
+    except AccessDenied as exc:
+        raise from_domain(exc) from exc
+
+
 async def authenticate(request: Request, wId: str) -> Principal:
-    """Dust's ``withPublicAPIAuthentication``: bearer key → workspace, role and groups (dust-behaviour.md §1.3)."""
+    """Dust's ``withPublicAPIAuthentication``: bearer key → workspace, role and groups (dust-behaviour.md §1.3);
+    the key's scope is checked by ``core.access``."""
     core = get_core(request)
     token = bearer_token(request)
     if token is None:
@@ -33,14 +46,9 @@ async def authenticate(request: Request, wId: str) -> Principal:
     ws = await run_sync(core.catalog.find_workspace, wId)
     if ws is None:
         raise dust_error(404, "workspace_not_found", "The workspace was not found.")
-    if key.workspace_id != ws.id or key.role not in (Role.ADMIN, Role.BUILDER, Role.SYSTEM):
-        raise dust_error(401, "workspace_auth_error", "Only users of the workspace can access this route.")
-    groups = await run_sync(core.spaces.key_group_ids, ws, key)
-    if key.is_system and request.headers.get("x-dust-group-ids"):
-        # a system key may act with a chosen set of the workspace's groups
-        wanted = {g.strip() for g in request.headers["x-dust-group-ids"].split(",") if g.strip()}
-        groups = frozenset(wanted & groups)
-    return Principal(ws, key, groups)
+    header = request.headers.get("x-dust-group-ids")
+    wanted = {g.strip() for g in header.split(",") if g.strip()} if header else None
+    return await checked(core.access.principal, ws, key, wanted)
 
 
 AuthDep = Annotated[Principal, Depends(authenticate)]
@@ -52,53 +60,34 @@ def paths(suffix: str) -> list[str]:
     return [f"/spaces/{{spaceId}}/data_sources/{{dsId}}{suffix}", f"/data_sources/{{dsId}}{suffix}"]
 
 
-SPACE_NOT_FOUND = (404, "space_not_found", "The space you requested was not found.")
-DATA_SOURCE_NOT_FOUND = (404, "data_source_not_found", "The data source you requested was not found.")
-
-
 async def resolve_space(core: Core, auth: Principal, space_id: str) -> Space:
-    space = await run_sync(core.catalog.find_space, auth.workspace, space_id)
-    if space is None or not permissions.can_read(auth, space):
-        raise dust_error(*SPACE_NOT_FOUND)
-    return space
+    return await checked(core.access.space, auth, space_id)
 
 
 async def resolve_data_source(
     core: Core, auth: Principal, space_id: str | None, ds_id: str
 ) -> tuple[Space, DataSource]:
     """The data source ``ds_id`` (sId or name) of space ``space_id``, or of the global space on legacy routes (a
-    system key reaches any space's data source there). 404 if missing, elsewhere, or not readable by the caller."""
-    if space_id is not None:
-        space = await resolve_space(core, auth, space_id)
-    else:
-        space = await run_sync(core.catalog.global_space, auth.workspace)
-    ds = await run_sync(core.catalog.find_data_source, auth.workspace, ds_id)
-    if ds is None:
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    if ds.space_id != space.id:
-        if not (auth.is_system and space_id is None):
-            raise dust_error(*DATA_SOURCE_NOT_FOUND)
-        own = await run_sync(core.catalog.space_by_id, ds.space_id)
-        if own is None:
-            raise dust_error(*DATA_SOURCE_NOT_FOUND)
-        space = own
-    if not permissions.can_read(auth, space):
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    return space, ds
+    system key reaches any space's data source there). 404 if missing, elsewhere, or out of the key's scope."""
+    return await checked(core.access.data_source, auth, ds_id, space_id)
 
 
 def require_write(
     auth: Principal, space: Space, message: str = "You are not allowed to update data in this data source."
 ) -> None:
     """403 ``data_source_auth_error`` unless the caller may write in ``space`` (system keys always may)."""
-    if not permissions.can_write(auth, space):
-        raise dust_error(403, "data_source_auth_error", message)
+    try:
+        AccessService.require_write(auth, space, message)
+    except AccessDenied as exc:
+        raise from_domain(exc) from exc
 
 
 def require_unmanaged(auth: Principal, ds: DataSource, message: str) -> None:
     """403 ``data_source_auth_error`` on a managed (connector) data source unless the caller is a system key."""
-    if ds.connector_provider is not None and not auth.is_system:
-        raise dust_error(403, "data_source_auth_error", message)
+    try:
+        AccessService.require_unmanaged(auth, ds, message)
+    except AccessDenied as exc:
+        raise from_domain(exc) from exc
 
 
 async def read_body(request: Request) -> Any:
@@ -106,7 +95,7 @@ async def read_body(request: Request) -> Any:
     try:
         return await json_body(request)
     except BadJSON as exc:
-        raise dust_error(400, "invalid_request_error", f"Invalid request body: {exc}") from exc
+        raise dust_error(400, "invalid_request_error", f"Invalid request body: {exc.message}") from exc
 
 
 async def read_object(request: Request) -> dict[str, Any]:
@@ -144,6 +133,10 @@ def int_param(value: str | None, name: str, default: int) -> int:
         ) from exc
     if out < 0:
         raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be non-negative.")
+    if out > INT64_MAX:
+        raise dust_error(
+            400, "invalid_request_error", f"Invalid query parameters: `{name}` must be at most {INT64_MAX}."
+        )
     return out
 
 
@@ -159,4 +152,8 @@ def number_param(value: str | None, name: str) -> int | None:
         ) from exc
     if number != number or number in (float("inf"), float("-inf")):
         raise dust_error(400, "invalid_request_error", f"Invalid query parameters: `{name}` must be finite.")
+    if not in_int64(int(number)):
+        raise dust_error(
+            400, "invalid_request_error", f"Invalid query parameters: `{name}` must be within {INT64_MIN}..{INT64_MAX}."
+        )
     return int(number)

@@ -29,7 +29,6 @@ from alexandria.api.dust.schemas import ParentsBody, SectionBody, UpsertDocument
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import SearchMode
 from alexandria.ingest.chunkers import Section
-from alexandria.services import permissions
 from alexandria.services.documents import UpsertRequest, check_parents
 from alexandria.services.search import SearchRequest
 
@@ -50,23 +49,22 @@ async def list_vaults(request: Request, auth: AuthDep, core: CoreDep) -> JSONRes
 
 
 async def _visible_spaces(request: Request, auth: AuthDep, core: CoreDep) -> list[dict[str, object]]:
-    spaces = await run_sync(core.catalog.spaces, auth.workspace)
+    spaces = await run_sync(core.access.visible_spaces, auth)
     kinds = {k for k in (request.query_params.get("kinds") or "").split(",") if k}
-    visible = [s for s in spaces if permissions.can_read(auth, s) and (not kinds or s.kind.value in kinds)]
-    return [render.space(s) for s in visible]
+    return [render.space(s) for s in spaces if not kinds or s.kind.value in kinds]
 
 
 @router.get("/spaces/{spaceId}/data_sources")
 async def list_data_sources(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONResponse:
     space = await resolve_space(core, auth, spaceId)
-    items = await run_sync(core.catalog.data_sources, auth.workspace, space)
+    items = await run_sync(core.access.visible_data_sources, auth, space)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
 
 @router.get("/data_sources")
 async def list_data_sources_legacy(auth: AuthDep, core: CoreDep) -> JSONResponse:
     space = await run_sync(core.catalog.global_space, auth.workspace)
-    items = await run_sync(core.catalog.data_sources, auth.workspace, space)
+    items = await run_sync(core.access.visible_data_sources, auth, space)
     return JSONResponse({"data_sources": [render.data_source(d) for d in items]})
 
 

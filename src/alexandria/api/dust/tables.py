@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import email.policy
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Request
@@ -18,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, 
 
 from alexandria.api.deps import run_sync
 from alexandria.api.dust.common import (
-    DATA_SOURCE_NOT_FOUND,
     AuthDep,
     CoreDep,
+    checked,
     int_param,
     paths,
     read_object,
@@ -29,11 +28,12 @@ from alexandria.api.dust.common import (
     validate,
 )
 from alexandria.api.dust.errors import dust_error
+from alexandria.api.edge import BadJSON, parse_json, text_error
 from alexandria.domain.models import DataSource, Principal
 from alexandria.domain.tables import Table, TableRow
 from alexandria.errors import InvalidRequest
-from alexandria.services import permissions
 from alexandria.services.core import Core
+from alexandria.services.sql_pool import SqlPoolFull
 from alexandria.services.tables import TableRef, TableUpsert
 from alexandria.tables.errors import (
     InvalidCsv,
@@ -131,8 +131,15 @@ def row_json(row: TableRow) -> dict[str, Any]:
 
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking table work off the event loop, with the tables' domain errors in Dust's envelope."""
-    try:
+    with table_errors():
         return await run_sync(fn, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def table_errors() -> Iterator[None]:
+    """The tables' domain errors, in Dust's envelope."""
+    try:
+        yield
     except TableNotFound as exc:
         raise dust_error(404, "table_not_found", exc.message) from exc
     except TableRowNotFound as exc:
@@ -152,6 +159,12 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise dust_error(400, "data_source_error", exc.message, {"code": exc.code, "message": exc.message}) from exc
     except InvalidRows as exc:
         raise dust_error(400, "invalid_request_error", exc.message) from exc
+    except SqlPoolFull as exc:
+        # Dust's own 429 (its upsert rate limit): its SDK treats 429 as transient and retries; a 400 would tell an
+        # agent to rewrite a query that was fine
+        err = dust_error(429, "rate_limit_error", exc.message)
+        err.headers["Retry-After"] = str(exc.retry_after)
+        raise err from exc
 
 
 def _no_custom_hierarchy(auth: Principal, parents: list[str] | None, parent_id: str | None) -> None:
@@ -327,8 +340,8 @@ def _form_to_body(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("tags", "parents"):
         values = out.get(key)
         if isinstance(values, list) and len(values) == 1 and values[0].lstrip().startswith("["):
-            with contextlib.suppress(json.JSONDecodeError):
-                out[key] = json.loads(values[0])
+            with contextlib.suppress(BadJSON):  # else left a string, which validation refuses
+                out[key] = parse_json(values[0])
     return out
 
 
@@ -341,6 +354,10 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
         fields = parse_multipart(content_type, await request.body())
         raw_csv = fields.pop("csv", None)
         csv_bytes = raw_csv if isinstance(raw_csv, bytes) else None
+        for name, value in fields.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and (problem := text_error(item)) is not None:
+                    raise dust_error(400, "invalid_request_error", f"Invalid request body: `{name}` {problem}")
         body = validate(CsvBody, _form_to_body(fields))
     else:
         body = validate(CsvBody, await read_object(request))
@@ -353,6 +370,8 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
         text = csv_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise dust_error(400, "invalid_rows_request_error", "Invalid CSV content: the file is not UTF-8.") from exc
+    if (problem := text_error(text)) is not None:
+        raise dust_error(400, "invalid_rows_request_error", f"Invalid CSV content: the file {problem}")
     if auth.is_system:
         if not body.mimeType:
             raise dust_error(400, "invalid_request_error", "Invalid request body: mimeType must be provided.")
@@ -377,25 +396,22 @@ async def upsert_csv(request: Request, auth: AuthDep, core: CoreDep, dsId: str, 
 
 # --- SQL ---------------------------------------------------------------------------------------------------------
 async def _readable_data_source(core: Core, auth: Principal, ref: QueryTableRefBody) -> DataSource:
-    if ref.space_id is not None:
-        _, ds = await resolve_data_source(core, auth, ref.space_id, ref.data_source_id)
-        return ds
-    ds_or_none = await run_sync(core.catalog.find_data_source, auth.workspace, ref.data_source_id)
-    if ds_or_none is None:
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    space = await run_sync(core.catalog.space_by_id, ds_or_none.space_id)
-    if space is None or not permissions.can_read(auth, space):
-        raise dust_error(*DATA_SOURCE_NOT_FOUND)
-    return ds_or_none
+    """A table's data source: of space ``space_id`` if given, else of any space the key reads."""
+    _, ds = await checked(core.access.data_source, auth, ref.data_source_id, ref.space_id, anywhere=True)
+    return ds
 
 
 @router.post("/query_tables")
 async def query_tables(request: Request, auth: AuthDep, core: CoreDep) -> JSONResponse:
+    arrival = time.monotonic()  # the time limit counts from here: waiting for an SQL worker is part of it
     body = validate(QueryTablesBody, await read_object(request))
     if not body.tables:
         raise dust_error(400, "invalid_request_error", "Invalid request body: `tables` must name at least one table.")
     refs = [TableRef(await _readable_data_source(core, auth, ref), ref.table_id) for ref in body.tables]
-    result = await call(core.tables.query, refs, body.query)
+    job = await call(core.tables.prepare_query, refs, body.query, arrival)
+    with table_errors():
+        # on the SQL pool's own threads: the query holds none of the server's while it waits or runs
+        result = await core.tables.sql_pool.run_async(job)
     return JSONResponse(
         {
             "schema": schema_to_json(result.columns),

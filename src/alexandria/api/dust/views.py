@@ -15,6 +15,7 @@ from alexandria.api.dust import render
 from alexandria.api.dust.common import (
     AuthDep,
     CoreDep,
+    checked,
     paths,
     read_object,
     require_unmanaged,
@@ -28,7 +29,7 @@ from alexandria.api.dust.routes import parse_search
 from alexandria.api.dust.schemas import _Body
 from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import DataSource, DataSourceView, Principal, Space
-from alexandria.services import permissions
+from alexandria.services.access import AccessService
 from alexandria.services.core import Core
 from alexandria.services.folders import FolderRequest
 from alexandria.services.spaces import view_filter
@@ -39,14 +40,7 @@ VIEW_NOT_FOUND = (404, "data_source_view_not_found", "The data source view you r
 
 
 async def _view(core: Core, auth: Principal, space_id: str, view_id: str) -> tuple[Space, DataSourceView, DataSource]:
-    space = await resolve_space(core, auth, space_id)
-    view = await run_sync(core.spaces.find_view, auth.workspace, view_id)
-    if view is None or view.space_id != space.id:
-        raise dust_error(*VIEW_NOT_FOUND)
-    ds = await run_sync(core.catalog.data_source_by_id, view.data_source_id)
-    if ds is None:
-        raise dust_error(*VIEW_NOT_FOUND)
-    return space, view, ds
+    return await checked(core.access.view, auth, space_id, view_id)
 
 
 async def _render_views(core: Core, views: list[DataSourceView]) -> list[dict[str, Any]]:
@@ -62,7 +56,7 @@ async def _render_views(core: Core, views: list[DataSourceView]) -> list[dict[st
 @router.get("/spaces/{spaceId}/data_source_views")
 async def list_views(auth: AuthDep, core: CoreDep, spaceId: str) -> JSONResponse:
     space = await resolve_space(core, auth, spaceId)
-    views = await run_sync(core.spaces.views, auth.workspace, space)
+    views = await run_sync(core.access.visible_views, auth, space)
     return JSONResponse({"dataSourceViews": await _render_views(core, views)})
 
 
@@ -86,8 +80,7 @@ async def patch_view(request: Request, auth: AuthDep, core: CoreDep, spaceId: st
     """Both body forms: ``{parentsToAdd?, parentsToRemove?}`` and ``{parentsIn}``. Unlike Dust (where a zod union
     makes ``{parentsIn}`` a silent no-op), ``parentsIn`` replaces the view's parents, as its name says."""
     space, view, ds = await _view(core, auth, spaceId, dsvId)
-    if not permissions.can_administrate(auth, space):
-        raise dust_error(401, "workspace_auth_error", "Only admins can update data source views.")
+    await checked(AccessService.require_admin, auth, space, "Only admins can update data source views.")
     raw = await read_object(request)
     parents_in = _string_list(raw, "parentsIn")
     to_add = _string_list(raw, "parentsToAdd")
@@ -123,7 +116,7 @@ async def search_views(request: Request, auth: AuthDep, core: CoreDep) -> JSONRe
     if not auth.is_system:
         raise dust_error(*VIEW_NOT_FOUND)
     q = request.query_params
-    views = await run_sync(core.spaces.views, auth.workspace)
+    views = await run_sync(core.access.visible_views, auth)
     rendered = await _render_views(core, views)
     if q.get("dataSourceId"):
         rendered = [v for v in rendered if v["dataSource"]["sId"] == q["dataSourceId"]]

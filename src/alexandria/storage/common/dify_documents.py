@@ -17,7 +17,7 @@ import numpy as np
 
 from alexandria.domain import dify as rules
 from alexandria.domain.dify import SegmentWrite
-from alexandria.domain.jobs import Job, JobState
+from alexandria.domain.jobs import INDEX_DIFY_DOCUMENT, Job, JobState
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
@@ -98,7 +98,7 @@ class DifyDocumentRows:
             conn.execute(
                 "UPDATE segments SET status = ?, updated_at = ? WHERE document_pk = ?", (segment_status, now_ms, pk)
             )
-            job = queue_index_job(conn, ds, doc, now_ms)
+            job = queue_index_job(conn, ds, doc, now_ms, INDEX_DIFY_DOCUMENT)
             return document_row(conn, pk), job
 
     def get_document_by_uuid(self, ds: DataSource, uuid: str, with_text: bool = False) -> Document | None:

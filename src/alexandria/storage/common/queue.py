@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alexandria.domain.jobs import INDEX_DOCUMENT, DocumentIndexInfo, IndexState, Job, JobState
+from alexandria.domain.jobs import INDEX_KINDS, DocumentIndexInfo, IndexState, Job, JobState
 from alexandria.domain.models import DataSource, Document
 from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite, DocumentWrite
@@ -67,7 +67,7 @@ class QueueRows:
         with self.db.write() as conn:
             if not finish_job(conn, job.id, owner, JobState.FAILED, error, now_ms):
                 return False
-            if job.kind == INDEX_DOCUMENT and job.data_source_id is not None:
+            if job.kind in INDEX_KINDS and job.data_source_id is not None:
                 conn.execute(
                     "UPDATE documents SET index_state = 'failed', index_error = ? WHERE data_source_id = ? "
                     # not only 'pending': a Dify document is past it (parsing, splitting, indexing) when its job fails

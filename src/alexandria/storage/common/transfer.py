@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from alexandria.domain.jobs import INDEX_DOCUMENT, Job
+from alexandria.domain.jobs import Job, index_kind
 from alexandria.domain.models import DataSource, Workspace
 from alexandria.errors import AlreadyExists, InvalidRequest, StorageError
 from alexandria.ingest.base import Vectors
@@ -63,7 +63,8 @@ class WorkspaceImporter:
         self.tags: dict[str, int] = {}
         self.tables: dict[tuple[str, str], int] = {}
         self.doc: _Document | None = None
-        self.waiting: dict[tuple[int, str], str] = {}  # (data source id, document id) -> hash, not yet indexed
+        # (data source id, document id) -> (hash, index job kind) of the documents not yet indexed
+        self.waiting: dict[tuple[int, str], tuple[str, str]] = {}
         self.queued: set[tuple[int, str]] = set()  # (data source id, subject) of the imported live jobs
         self.counts: dict[str, int] = {}
         self.link_sql = ""
@@ -255,7 +256,7 @@ class WorkspaceImporter:
             [(p, pk) for p in dict.fromkeys(parents)],
         )
         if r["index_state"] not in ("indexed", "failed"):
-            self.waiting[(ds_id, str(r["document_id"]))] = str(r["hash"])
+            self.waiting[(ds_id, str(r["document_id"]))] = (str(r["hash"]), index_kind(r["dify"]))
         self.doc = _Document(str(r["uuid"]), pk, ds, {}, {}, [], [])
 
     def _current(self, document_uuid: object) -> _Document:
@@ -323,10 +324,10 @@ class WorkspaceImporter:
         self._flush()
         if self.workspace is None:
             raise InvalidRequest("malformed export: no workspace row")
-        for (ds_id, document_id), doc_hash in self.waiting.items():
+        for (ds_id, document_id), (doc_hash, kind) in self.waiting.items():
             if (ds_id, document_id) not in self.queued:
                 payload = Job.encode_payload({"document_id": document_id, "hash": doc_hash})
-                values = {"kind": INDEX_DOCUMENT, "workspace_id": self.ws_id, "data_source_id": ds_id,
+                values = {"kind": kind, "workspace_id": self.ws_id, "data_source_id": ds_id,
                           "subject": document_id, "payload": payload, "state": "queued", "attempts": 0,
                           "created_at": self.now_ms, "updated_at": self.now_ms, "run_after": self.now_ms}  # fmt: skip
                 self._insert("jobs", values)

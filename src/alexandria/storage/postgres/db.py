@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from alexandria.errors import StorageError
-from alexandria.storage.database import Dialect
+from alexandria.storage.database import Dialect, json_path_parts, packaged_migrations
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +26,8 @@ def quote_ident(name: str) -> str:
 
 
 def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` of every packaged PostgreSQL migration, in order."""
-    found: list[tuple[int, str]] = []
-    for entry in resources.files("alexandria.storage.postgres.migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    """``(version, sql)`` of every packaged migration of this engine, in order."""
+    return packaged_migrations("alexandria.storage.postgres.migrations")
 
 
 def migrate(url: str) -> int:
@@ -64,9 +59,7 @@ def migrate(url: str) -> int:
 
 
 def _json_path(path: tuple[str, ...]) -> str:
-    if not all(p.isidentifier() for p in path):
-        raise ValueError(f"JSON path parts must be identifiers: {path!r}")
-    return "'{" + ",".join(path) + "}'"
+    return "'{" + ",".join(json_path_parts(path)) + "}'"
 
 
 POSTGRES = Dialect(

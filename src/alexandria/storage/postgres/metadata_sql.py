@@ -28,23 +28,20 @@ a real server check that the SQL agrees with it. Implementation notes:
 
 from __future__ import annotations
 
-import re
-
 from alexandria.domain.metadata_filter import (
     MEMBERSHIP_OPERATORS,
     ORDERING_OPERATORS,
     STRING_OPERATORS,
     MetadataCondition,
     MetadataFilter,
-    active_conditions,
     condition_list,
     condition_number,
     condition_text,
 )
+from alexandria.storage.metadata_sql import compile_conditions
 
 __all__ = ["compile_metadata_filter"]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KV = "mf_kv"  # alias of the looked-up value inside each condition's subquery
 _NUM = "mf_num"  # alias of the parsed number literal in the out-of-range fallback
 _RESERVED = frozenset({_KV, _NUM})
@@ -133,24 +130,12 @@ def _condition_sql(cond: MetadataCondition, column: str, params: list[object]) -
     if cond.operator in ("empty", "not empty"):
         params.append(cond.name)
         return f"(({column} -> %s::text) IS {'' if cond.operator == 'empty' else 'NOT '}NULL)"
-    if cond.operator in MEMBERSHIP_OPERATORS and not condition_list(cond):
-        return "TRUE" if cond.operator == "not in" else "FALSE"  # Dify: literal(condition == "not in")
     params.append(cond.name)
     predicate = _predicate(cond, params)
     return f"(EXISTS (SELECT 1 FROM (SELECT {column} -> %s::text AS v) AS {_KV} WHERE {predicate}))"
 
 
 def compile_metadata_filter(flt: MetadataFilter, doc_alias: str, params: list[object]) -> str:
-    """Return a SQL boolean expression over ``{doc_alias}.doc_metadata`` that is true when the document passes ``flt``.
-
-    Bound values are appended to ``params`` in placeholder (``%s``) order. The expression can be ANDed into a WHERE
-    clause.
-    """
-    if not _IDENTIFIER.fullmatch(doc_alias) or doc_alias in _RESERVED:
-        raise ValueError(f"doc_alias must be a plain SQL identifier other than {sorted(_RESERVED)}, got {doc_alias!r}")
-    column = f"{doc_alias}.doc_metadata"
-    conditions = active_conditions(flt)
-    if not conditions:
-        return "(TRUE)"
-    joiner = " AND " if flt.logical_operator == "and" else " OR "
-    return "(" + joiner.join(_condition_sql(c, column, params) for c in conditions) + ")"
+    """A SQL boolean expression over ``{doc_alias}.doc_metadata`` that is true when the document passes ``flt``
+    (see :func:`alexandria.storage.metadata_sql.compile_conditions`)."""
+    return compile_conditions(flt, doc_alias, params, _RESERVED, _condition_sql)

@@ -5,7 +5,8 @@ same results and the same error codes.
 connection kept for them (typed columns: ``bigint``, ``double precision``, ``text``, ``boolean``; datetimes as
 ``timestamp`` in UTC, seconds floored; a datetime in a text column as ``'YYYY-MM-DD HH:MM:SS'`` and a boolean as
 ``'1'``/``'0'``, as SQLite writes them). Those connections are cached, keyed by each table's primary key, rows
-version and exposed name, so any row write or delete makes the next query build a fresh one. The temporary tables and
+version and exposed name, so any row write or delete makes the next query build a fresh one; a query that finds all
+of them busy builds another (queries of the same tables run side by side). The temporary tables and
 their columns have opaque names (a random prefix, ``c0``, ``c1``…): other sessions can list the relations of
 ``pg_class``, and must learn nothing from it.
 
@@ -15,15 +16,15 @@ server), so each query runs in a transaction that is rolled back afterwards, set
 - the exposed names are *views* over the temporary tables, created in that transaction (so never visible to another
   session), with ``SELECT`` granted to the role ``alexandria_sql`` and nothing else (no ``INSERT``, no ``FOR
   UPDATE``); a name with upper-case letters is also exposed in lower case, as PostgreSQL folds unquoted names;
-- ``statement_timeout`` (the time limit: ``query_timeout``), ``temp_file_limit``, ``work_mem``, ``TimeZone = UTC``,
-  ``search_path = pg_temp, pg_catalog`` and ``transaction_read_only`` are set for the transaction, then ``SET LOCAL
-  ROLE alexandria_sql``: a role that cannot log in, holds no privilege on any table of the database, cannot read
-  files (``pg_read_file``, ``lo_import``, ``COPY ... TO PROGRAM`` need privileges it lacks), and cannot call
-  ``set_config`` (revoked from PUBLIC by the migration). ``SET ROLE`` alone is no boundary: PostgreSQL checks the
-  *session* user's memberships, so as statements ``SET ROLE postgres``, ``RESET ROLE`` or ``SET SESSION
-  AUTHORIZATION`` (or a ``DO`` block running them) switch back; and within a SELECT, ``set_config('role', 'none',
-  true)`` does the same, after which ``ts_stat('<any SQL>')`` runs SQL as the session user. The revoke closes the
-  second way; the next point, the first;
+- ``statement_timeout`` (what is left of the time limit, counted from the request's arrival: ``query_timeout``),
+  ``temp_file_limit``, ``work_mem``, ``TimeZone = UTC``, ``search_path = pg_temp, pg_catalog`` and
+  ``transaction_read_only`` are set for the transaction, then ``SET LOCAL ROLE alexandria_sql``: a role that cannot log
+  in, holds no privilege on any table of the database, cannot read files (``pg_read_file``, ``lo_import``, ``COPY ... TO
+  PROGRAM`` need privileges it lacks), and cannot call ``set_config`` (revoked from PUBLIC by the migration). ``SET
+  ROLE`` alone is no boundary: PostgreSQL checks the *session* user's memberships, so as statements ``SET ROLE
+  postgres``, ``RESET ROLE`` or ``SET SESSION AUTHORIZATION`` (or a ``DO`` block running them) switch back; and within a
+  SELECT, ``set_config('role', 'none', true)`` does the same, after which ``ts_stat('<any SQL>')`` runs SQL as the
+  session user. The revoke closes the second way; the next point, the first;
 - the client's text is sent only as ``DECLARE ... CURSOR FOR <query>`` over the extended protocol: a single statement
   (``Query must contain a single statement``), and one that PostgreSQL's grammar accepts only for ``SELECT``,
   ``VALUES``, ``TABLE`` and ``WITH`` without data-modifying parts: ``DO``, ``SET``, ``RESET``, ``COPY``, DDL, DML,
@@ -133,28 +134,22 @@ class _Exposed:
     columns: tuple[str, ...]  # exposed column names; the temporary table's are c0, c1...
 
 
-class _Database(CachedDatabase):
-    """One cached connection holding the temporary tables of one set of tables."""
+class _Database(CachedDatabase[psycopg.Connection]):
+    """The cached copies of one set of tables: each of its connections holds its own temporary tables (another
+    connection is built, with the same names, when all are busy)."""
 
-    def __init__(self, conn: psycopg.Connection, tables: tuple[_Exposed, ...]) -> None:
-        super().__init__(conn)
+    def __init__(self, key: CacheKey, conn: psycopg.Connection, tables: tuple[_Exposed, ...]) -> None:
+        super().__init__(key, conn)
         self.tables = tables
 
 
-class PgQueryEngine(CachedEngine[_Database]):
+class PgQueryEngine(CachedEngine[_Database, psycopg.Connection]):
     """Builds, caches and queries the sandboxed copies of tables of one PostgreSQL database."""
 
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
         self._prefix = f"alexandria_{secrets.token_hex(8)}_"
-
-    def _drop(self, entry: _Database) -> None:
-        with self._lock:
-            for key, cached in list(self._cache.items()):
-                if cached is entry:
-                    del self._cache[key]
-        entry.retired = True
 
     # --- the sandbox role ----------------------------------------------------------------------------------------
     @staticmethod
@@ -212,7 +207,8 @@ class PgQueryEngine(CachedEngine[_Database]):
             )
 
     # --- build ---------------------------------------------------------------------------------------------------
-    def _build(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, _Database]:
+    def _copy(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, psycopg.Connection, tuple[_Exposed, ...]]:
+        """A new connection holding copies of ``tables``, the key of the rows versions copied, and what it exposes."""
         conn = _connect(self.url)
         try:
             self._check(conn)
@@ -227,7 +223,18 @@ class PgQueryEngine(CachedEngine[_Database]):
         except BaseException:
             conn.close()
             raise
-        return tuple(sorted(key)), _Database(conn, tuple(exposed))
+        return tuple(sorted(key)), conn, tuple(exposed)
+
+    def _build(self, tables: Sequence[QueryTable]) -> _Database:
+        key, conn, exposed = self._copy(tables)
+        return _Database(key, conn, exposed)
+
+    def _connect(self, entry: _Database, tables: Sequence[QueryTable]) -> psycopg.Connection | None:
+        key, conn, exposed = self._copy(tables)
+        if key != entry.key or exposed != entry.tables:  # rows written since: this copy is of newer versions
+            conn.close()
+            return None
+        return conn
 
     @staticmethod
     def _copy_table(conn: psycopg.Connection, qt: QueryTable, temp: str) -> tuple[int, _Exposed]:
@@ -279,11 +286,8 @@ class PgQueryEngine(CachedEngine[_Database]):
     def _load_error(self, exc: Exception) -> str | None:
         return _message(exc) if isinstance(exc, psycopg.Error) else None
 
-    def _connection_lost(self, entry: _Database, exc: Exception) -> bool:
-        if isinstance(exc, psycopg.Error):
-            self._drop(entry)
-            return True
-        return False
+    def _connection_lost(self, conn: psycopg.Connection, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.Error)
 
     # --- query ---------------------------------------------------------------------------------------------------
     @staticmethod
@@ -305,14 +309,14 @@ class PgQueryEngine(CachedEngine[_Database]):
                     )
                 )
                 parts.append(sql.SQL("GRANT SELECT ON {} TO {}").format(view, role))
-        timeout = sql.Literal(max(int(limits.timeout_ms), 1))
+        # what is left of the time limit, counted from the request's arrival
+        timeout = sql.Literal(max(int(limits.time_left() * 1000), 1))
         parts.append(sql.SQL("SET LOCAL statement_timeout = {}").format(timeout))
         parts.append(sql.SQL(SANDBOX_SETTINGS))
         parts.append(sql.SQL("SET LOCAL ROLE {}").format(role))
         return sql.SQL("; ").join(parts)
 
-    def _run(self, entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
-        conn = entry.conn
+    def _run(self, entry: _Database, conn: psycopg.Connection, query: str, limits: QueryLimits) -> list[RowValue]:
         prefix = f"DECLARE {CURSOR} NO SCROLL CURSOR FOR "
         if "\x00" in query:  # libpq would cut the text there
             raise QueryFailed.error("the query contains a null character")

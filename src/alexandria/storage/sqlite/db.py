@@ -8,18 +8,15 @@ import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alexandria.errors import StorageError
-from alexandria.storage.database import Dialect
+from alexandria.storage.database import Dialect, json_path_parts, packaged_migrations
 
 
 def _json_path(path: tuple[str, ...]) -> str:
-    if not all(p.isidentifier() for p in path):
-        raise ValueError(f"JSON path parts must be identifiers: {path!r}")
-    return "'$." + ".".join(path) + "'"
+    return "'$." + ".".join(json_path_parts(path)) + "'"
 
 
 SQLITE = Dialect(
@@ -52,12 +49,8 @@ def _configure(conn: sqlite3.Connection) -> None:
 
 
 def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` of every packaged migration, in order."""
-    found: list[tuple[int, str]] = []
-    for entry in resources.files("alexandria.storage.sqlite.migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    """``(version, sql)`` of every packaged migration of this engine, in order."""
+    return packaged_migrations("alexandria.storage.sqlite.migrations")
 
 
 class SqliteEngine:

@@ -21,7 +21,6 @@ and randomized tests check that the SQL agrees with it. Implementation notes:
 from __future__ import annotations
 
 import json
-import re
 
 from alexandria.domain.metadata_filter import (
     MEMBERSHIP_OPERATORS,
@@ -29,15 +28,14 @@ from alexandria.domain.metadata_filter import (
     STRING_OPERATORS,
     MetadataCondition,
     MetadataFilter,
-    active_conditions,
     condition_list,
     condition_number,
     condition_text,
 )
+from alexandria.storage.metadata_sql import compile_conditions
 
 __all__ = ["compile_metadata_filter"]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KV = "mf_kv"  # alias of the json_each row inside each condition's subquery
 
 
@@ -101,23 +99,12 @@ def _condition_sql(cond: MetadataCondition, column: str, params: list[object]) -
     if cond.operator == "not empty":
         params.append(cond.name)
         return f"(EXISTS ({lookup}))"
-    if cond.operator in MEMBERSHIP_OPERATORS and not condition_list(cond):
-        return "1" if cond.operator == "not in" else "0"  # Dify: literal(condition == "not in")
     params.append(cond.name)
     predicate = _predicate(cond, column, params)
     return f"(EXISTS ({lookup} AND ({predicate})))"
 
 
 def compile_metadata_filter(flt: MetadataFilter, doc_alias: str, params: list[object]) -> str:
-    """Return a SQL boolean expression over ``{doc_alias}.doc_metadata`` that is true when the document passes ``flt``.
-
-    Bound values are appended to ``params`` in placeholder order. The expression can be ANDed into a WHERE clause.
-    """
-    if not _IDENTIFIER.fullmatch(doc_alias) or doc_alias == _KV:
-        raise ValueError(f"doc_alias must be a plain SQL identifier other than {_KV!r}, got {doc_alias!r}")
-    column = f"{doc_alias}.doc_metadata"
-    conditions = active_conditions(flt)
-    if not conditions:
-        return "(1)"
-    joiner = " AND " if flt.logical_operator == "and" else " OR "
-    return "(" + joiner.join(_condition_sql(c, column, params) for c in conditions) + ")"
+    """A SQL boolean expression over ``{doc_alias}.doc_metadata`` that is true when the document passes ``flt``
+    (see :func:`alexandria.storage.metadata_sql.compile_conditions`)."""
+    return compile_conditions(flt, doc_alias, params, frozenset({_KV}), _condition_sql)

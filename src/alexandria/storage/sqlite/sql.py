@@ -2,9 +2,10 @@
 
 The requested tables are copied into a private in-memory SQLite database (typed columns: ``INT``, ``REAL``,
 ``TEXT``, ``BOOLEAN``; datetimes as ``'YYYY-MM-DD HH:MM:SS'`` text, booleans as 1/0), built straight from the
-stored JSON rows by SQLite itself (the store file is attached read-only for the copy, then detached). Databases are
+stored JSON rows by SQLite itself (a read-only connection to the store file copies them into it). Databases are
 kept in a small LRU cache keyed by each table's primary key, rows version and exposed name, so any row write or
-delete (which bumps the version) makes the next query build a fresh one.
+delete (which bumps the version) makes the next query build a fresh one. The database is SQLite's ``memdb`` VFS
+under a random name, so that several connections of this process (one per query running on it) share the one copy.
 
 The client's query then runs with:
 
@@ -14,13 +15,15 @@ The client's query then runs with:
   change or transaction statement is refused while the statement is prepared, before anything runs;
 - ``PRAGMA query_only = 1``, ``SQLITE_LIMIT_ATTACHED = 0``, a 32 MiB cap on any string or blob, and
   ``SQLITE_DBCONFIG_DEFENSIVE`` where Python exposes it (``Connection.setconfig``, Python ≥ 3.12);
-- a progress handler that interrupts it past the time limit (``query_timeout``);
+- a progress handler that interrupts it past the time limit, counted from the request's arrival
+  (``query_timeout``);
 - at most ``max_rows`` result rows (``too_many_result_rows``) and ``max_result_bytes`` of result text.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 import urllib.parse
@@ -38,7 +41,9 @@ ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3
 DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "fts5"})
 MAX_VALUE_BYTES = 32 * 1024 * 1024
 EMPTY_COLUMN = "__empty__"
-_PROGRESS_STEPS = 1000
+# SQLite VM steps between two checks of the deadline: each check takes the GIL, so a runaway query checking every
+# 1,000 steps took it ~33,000 times a second and starved the server's other threads of it; 50,000 steps are ~1-3 ms
+_PROGRESS_STEPS = 50_000
 _ACTIONS = (
     "CREATE_INDEX CREATE_TABLE CREATE_TEMP_INDEX CREATE_TEMP_TABLE CREATE_TEMP_TRIGGER CREATE_TEMP_VIEW "
     "CREATE_TRIGGER CREATE_VIEW DELETE DROP_INDEX DROP_TABLE DROP_TEMP_INDEX DROP_TEMP_TABLE DROP_TEMP_TRIGGER "
@@ -87,24 +92,48 @@ class _Guard:
         return 0
 
 
-class _Database(CachedDatabase):
-    def __init__(self, conn: sqlite3.Connection, guard: _Guard) -> None:
-        super().__init__(conn)
-        self.guard = guard
+class _Reader:
+    """One connection to a built database, with its own authorizer and progress handler."""
+
+    def __init__(self, conn: sqlite3.Connection, tables: frozenset[str]) -> None:
+        QueryEngine._lock_down(conn)
+        self.conn = conn
+        self.guard = _Guard(tables)
+        conn.set_authorizer(self.guard.authorize)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-class QueryEngine(CachedEngine[_Database]):
+class _Database(CachedDatabase[_Reader]):
+    """A built database: an in-memory database of SQLite's ``memdb`` VFS, shared by the connections of this process
+    that open its (random) name, so queries of the same tables each get a connection of their own and run side by
+    side. It lives while one of them is open."""
+
+    def __init__(self, key: CacheKey, uri: str, first: _Reader) -> None:
+        super().__init__(key, first)
+        self.uri = uri
+        self.tables = first.guard.tables
+
+
+class QueryEngine(CachedEngine[_Database, _Reader]):
     """Builds, caches and queries the in-memory databases of one store file."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
 
+    @staticmethod
+    def _open(uri: str) -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+
     # --- build ---------------------------------------------------------------------------------------------------
-    def _build(self, tables: Sequence[QueryTable]) -> tuple[CacheKey, _Database]:
-        conn = sqlite3.connect("file::memory:", uri=True, check_same_thread=False, isolation_level=None)
+    def _build(self, tables: Sequence[QueryTable]) -> _Database:
+        uri = f"file:/alexandria-sql-{secrets.token_hex(16)}?vfs=memdb"
+        # copied by a read-only connection to the store, into the new database attached as ``q``
+        conn = self._open(self.uri)
         try:
-            conn.execute("ATTACH DATABASE ? AS src", (self.uri,))
+            conn.execute("ATTACH DATABASE ? AS q", (uri,))
             key: list[tuple[int, int, str]] = []
             conn.execute("BEGIN")
             try:
@@ -112,20 +141,30 @@ class QueryEngine(CachedEngine[_Database]):
                     key.append((qt.table.pk, self._copy_table(conn, qt), qt.name))
             finally:
                 conn.execute("COMMIT")
-            conn.execute("DETACH DATABASE src")
-            self._lock_down(conn)
+            # the first query connection, which keeps the new database alive once the copier is closed
+            reader = self._open(uri)
+            try:
+                first = _Reader(reader, frozenset(t.name.lower() for t in tables))
+            except BaseException:
+                reader.close()
+                raise
+        finally:
+            conn.close()
+        return _Database(tuple(sorted(key)), uri, first)
+
+    def _connect(self, entry: _Database, tables: Sequence[QueryTable]) -> _Reader:
+        conn = self._open(entry.uri)
+        try:
+            return _Reader(conn, entry.tables)
         except BaseException:
             conn.close()
             raise
-        guard = _Guard(frozenset(t.name.lower() for t in tables))
-        conn.set_authorizer(guard.authorize)
-        return tuple(sorted(key)), _Database(conn, guard)
 
     @staticmethod
     def _copy_table(conn: sqlite3.Connection, qt: QueryTable) -> int:
         """Create and fill the table ``qt.name``; returns the rows version copied."""
         row = conn.execute(
-            "SELECT rows_version, schema, schema_stale FROM src.data_tables WHERE id = ?", (qt.table.pk,)
+            "SELECT rows_version, schema, schema_stale FROM main.data_tables WHERE id = ?", (qt.table.pk,)
         ).fetchone()
         if row is None:
             raise table_not_found(qt.table.table_id)
@@ -133,7 +172,7 @@ class QueryEngine(CachedEngine[_Database]):
         if row[2]:
             builder = SchemaBuilder()
             for (value,) in conn.execute(
-                "SELECT value FROM src.table_rows WHERE table_pk = ? ORDER BY id", (qt.table.pk,)
+                "SELECT value FROM main.table_rows WHERE table_pk = ? ORDER BY id", (qt.table.pk,)
             ):
                 builder.add_row(json.loads(value))
             columns: Sequence[TableColumn] = builder.columns()
@@ -141,10 +180,10 @@ class QueryEngine(CachedEngine[_Database]):
             columns = schema_from_json(json.loads(row[1]) if row[1] is not None else None) or ()
         name = quote_ident(qt.name)
         if not columns:
-            conn.execute(f"CREATE TABLE main.{name} ({quote_ident(EMPTY_COLUMN)} INT)")
+            conn.execute(f"CREATE TABLE q.{name} ({quote_ident(EMPTY_COLUMN)} INT)")
             return version
         defs = ", ".join(f"{quote_ident(c.name)} {SQL_TYPES[c.value_type]}" for c in columns)
-        conn.execute(f"CREATE TABLE main.{name} ({defs})")
+        conn.execute(f"CREATE TABLE q.{name} ({defs})")
         exprs: list[str] = []
         params: list[object] = []
         for c in columns:
@@ -158,8 +197,8 @@ class QueryEngine(CachedEngine[_Database]):
                 exprs.append("json_extract(value, ?)")
                 params.append(path)
         conn.execute(
-            f"INSERT INTO main.{name} ({', '.join(quote_ident(c.name) for c in columns)}) "
-            f"SELECT {', '.join(exprs)} FROM src.table_rows WHERE table_pk = ? ORDER BY id",
+            f"INSERT INTO q.{name} ({', '.join(quote_ident(c.name) for c in columns)}) "
+            f"SELECT {', '.join(exprs)} FROM main.table_rows WHERE table_pk = ? ORDER BY id",
             (*params, qt.table.pk),
         )
         return version
@@ -179,11 +218,11 @@ class QueryEngine(CachedEngine[_Database]):
         return str(exc) if isinstance(exc, sqlite3.Error) else None  # e.g. a table name SQLite reserves
 
     # --- query ---------------------------------------------------------------------------------------------------
-    def _run(self, entry: _Database, query: str, limits: QueryLimits) -> list[RowValue]:
-        conn, guard = entry.conn, entry.guard
+    def _run(self, entry: _Database, reader: _Reader, query: str, limits: QueryLimits) -> list[RowValue]:
+        conn, guard = reader.conn, reader.guard
         guard.denied = None
         guard.timed_out = False
-        guard.deadline = time.monotonic() + limits.timeout_ms / 1000
+        guard.deadline = time.monotonic() + limits.time_left()
         conn.set_progress_handler(guard.progress, _PROGRESS_STEPS)
         cur: sqlite3.Cursor | None = None
         try:
