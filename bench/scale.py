@@ -369,11 +369,11 @@ def main() -> None:
                     "clusters": args.clusters, "seed": args.seed, "generated": info, "backends": {},
                     "real_query_best_centre_passage_cosine_mean": real_best,
                 }  # fmt: skip
+                args.results.mkdir(parents=True, exist_ok=True)
                 for backend in backends:
                     result["backends"][backend] = run_backend(backend, n, export, work, pg, generated,
                                                               query_texts, warmup_texts[: args.warmup])  # fmt: skip
-                args.results.mkdir(parents=True, exist_ok=True)
-                (args.results / f"scale-{n}.json").write_text(json.dumps(result, indent=2) + "\n")
+                    (args.results / f"scale-{n}.json").write_text(json.dumps(result, indent=2) + "\n")  # so far
                 print(table(result), flush=True)
                 if args.keep is None:
                     shutil.rmtree(work, ignore_errors=True)
