@@ -127,6 +127,11 @@ class ExactTop:
             for ids, sc in zip(self.ids, self.scores, strict=True)
         ]
 
+    def score_maps(self) -> list[dict[int, float]]:
+        """Per query, the exact cosine of each of its top-10 chunks."""
+        return [{int(i): float(s) for i, s in zip(ids, sc, strict=True) if np.isfinite(s)}
+                for ids, sc in zip(self.ids, self.scores, strict=True)]  # fmt: skip
+
     def best_scores(self) -> list[float]:
         return [float(s) for s in self.scores.max(axis=1)]
 
