@@ -335,9 +335,9 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=default_data(), help="The shared BEIR sets (../shared/data).")
-    parser.add_argument("--database-url", default=None, help="A PostgreSQL server to create databases in is "
-                        "started embedded; or give one database to import into (one N per run).")  # fmt: skip
-    parser.add_argument("--keep", type=Path, default=None, help="Keep the export files and stores here.")
+    parser.add_argument("--database-url", default=None, help="An empty PostgreSQL database to import into (one N "
+                        "per run) instead of a new database of an embedded server.")  # fmt: skip
+    parser.add_argument("--keep", type=Path, default=None, help="Keep the export files and SQLite stores here.")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     sizes = args.chunks or [10_000]
