@@ -99,7 +99,9 @@ class Settings(BaseSettings):
     )
     hnsw_connectivity: int = Field(16, description="HNSW graph degree (M).")
     hnsw_expansion_add: int = Field(128, description="HNSW efConstruction.")
-    hnsw_expansion_search: int = Field(128, description="HNSW ef at query time.")
+    hnsw_expansion_search: int = Field(
+        128, description="HNSW ef at query time, up to 25,000 vectors; grows with the square root of the size beyond."
+    )
 
     sql_timeout_ms: int = Field(
         10000,

@@ -24,6 +24,7 @@ import onnxruntime  # noqa: F401
 from usearch.index import Index
 
 from alexandria.ingest.base import Vectors
+from alexandria.search.ann import hnsw_ef
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class DataSourceIndex:
         k = min(k, len(self.index))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        # per search, under the caller's lock on this index; usearch has the setter, its type annotation hides it
+        self.index.expansion_search = hnsw_ef(self.params.expansion_search, k, len(self.index))  # type: ignore[misc]
         matches = self.index.search(query, k)
         ids = np.asarray(matches.keys, dtype=np.int64)
         scores = (1.0 - np.asarray(matches.distances, dtype=np.float32)).astype(np.float32)
