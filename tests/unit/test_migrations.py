@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from alexandria.storage.sqlite.db import SqliteEngine, _split_sql, migrations
 
 
@@ -74,3 +76,45 @@ def test_live_index_jobs_of_dify_documents_take_the_dify_kind(tmp_path: Path) ->
         ("dify", "queued", "index_dify_document"),
         ("dify", "done", "index_document"),  # finished jobs keep their history
     ]
+
+
+def test_planner_statistics_are_gathered_once_the_chunks_grow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alexandria.storage.sqlite.db as sqlite_db
+
+    monkeypatch.setattr(sqlite_db, "ANALYZE_FROM", 4)
+    db = SqliteEngine(tmp_path / "stats.db")
+
+    def stats() -> int:
+        reader = db.reader()
+        if reader.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() is None:
+            return 0
+        return int(reader.execute("SELECT count(*) FROM sqlite_stat1").fetchone()[0])
+
+    def add_chunks(n: int) -> None:
+        with db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO workspaces (id, sid, name, created_at) VALUES (1, 'w', 'w', 0)")
+            conn.execute(
+                "INSERT OR IGNORE INTO spaces (id, sid, workspace_id, kind, name, created_at, updated_at) "
+                "VALUES (1, 's', 1, 'global', 'g', 0, 0)"
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO data_sources (id, sid, core_id, workspace_id, space_id, name, embedder, dim, "
+                "chunk_size, created_at) VALUES (1, 'd', 'c', 1, 1, 'docs', 'minilm', 2, 256, 0)"
+            )
+            doc = conn.execute(
+                "INSERT INTO documents (data_source_id, document_id, title, mime_type, timestamp, tags, parents, "
+                "section, text, hash, text_size, chunk_count, token_count, created, updated) "
+                "VALUES (1, hex(randomblob(8)), 't', 'text/plain', 0, '[]', '[]', '{}', '', 'h', 0, 0, 0, 0, 0) "
+                "RETURNING id"
+            ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, vector) "
+                "VALUES (1, ?, ?, 'x', 'h', 1, x'0000000000000000')",
+                [(doc, i) for i in range(n)],
+            )
+
+    add_chunks(3)
+    assert stats() == 0  # below the threshold: no statistics yet
+    add_chunks(2)
+    assert stats() > 0  # gathered after the commit that crossed it
+    db.close()
