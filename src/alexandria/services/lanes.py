@@ -39,7 +39,7 @@ def lower_thread_priority(increment: int) -> bool:
     try:
         os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
     except OSError as exc:  # pragma: no cover - e.g. a sandbox forbidding it
-        log.warning("cannot lower the priority of the embedding thread: %s", exc)
+        log.warning("cannot lower the priority of this thread: %s", exc)
         return False
     return True
 

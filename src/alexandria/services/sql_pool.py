@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import math
-import os
-import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -31,6 +28,7 @@ from typing import cast
 
 from alexandria.domain.tables import QueryResult
 from alexandria.errors import RateLimited, StorageError
+from alexandria.services.lanes import lower_thread_priority
 from alexandria.tables.errors import QueryFailed
 
 
@@ -167,7 +165,7 @@ class SqlPool:
         return None
 
     def _work(self) -> None:
-        self._lower_priority()
+        lower_thread_priority(self.limits.nice)
         while True:
             with self._cond:
                 job = self._next()
@@ -198,11 +196,6 @@ class SqlPool:
                 job.future.set_exception(error)
             else:
                 job.future.set_result(cast(QueryResult, result))
-
-    def _lower_priority(self) -> None:
-        if self.limits.nice > 0 and sys.platform == "linux":  # on Linux, a thread id names that thread alone
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.limits.nice)
 
     def close(self) -> None:
         """Refuse new jobs and stop the workers once the waiting jobs are done (they are answered, not dropped)."""
