@@ -14,8 +14,9 @@ Rules, in order:
 - Arabic is normalised as Lucene's Arabic normaliser does: diacritics (harakat) and tatweel removed, alef forms
   (``أ إ آ ٱ``) -> ``ا``, ``ى`` -> ``ي``, ``ة`` -> ``ه``; then light-stemmed as Lucene's Arabic stemmer does
   (``والكتاب`` -> ``كتاب``): on ``xquadr-ar`` 0.683 -> 0.770 (Snowball's Arabic stemmer 0.758, and ten times slower).
-- Words written in ASCII letters are stemmed with the Porter stemmer (the algorithm of FTS5's ``porter``); no
-  other script gets an English stemmer.
+- Words written in ASCII letters, of 3 to 64 characters, are stemmed with the Porter stemmer (FTS5's ``porter``
+  stems the same words; its C implementation also folds ``-bli`` and ``-logi``, which Snowball's strict Porter
+  keeps); no other script gets an English stemmer.
 - Queries drop stopwords (the function words of English and German, Arabic's), judged on the folded word before
   stemming, unless nothing else is left.
 
@@ -33,6 +34,7 @@ import snowballstemmer
 
 ANALYZER_VERSION = 1
 MAX_QUERY_TERMS = 64
+STEM_MIN, STEM_MAX = 3, 64  # the lengths of the words Porter stems, as in FTS5's porter (``is`` stays ``is``)
 
 # Scripts written without spaces between words (bigrams): Han (with its radicals, iteration and ideographic number
 # marks), hiragana, katakana, hangul (syllables and jamo).
@@ -103,7 +105,7 @@ def _fold_word(word: str) -> str:
     kept: list[str] = []
     base = ""
     for ch in decomposed:
-        if unicodedata.combining(ch) and base and (base < "\u0370" or "\u1e00" <= base <= "\u1fff"):
+        if unicodedata.combining(ch) and base and (base < "\u0400" or "\u1e00" <= base <= "\u1fff"):
             continue  # a diacritic on a Latin or Greek letter
         if not unicodedata.combining(ch):
             base = ch
@@ -182,7 +184,7 @@ def _word_terms(word: str) -> Iterator[tuple[str, str | None]]:
     folded = _fold_word(word)
     if not folded:
         return
-    if folded.isascii():
+    if folded.isascii() and STEM_MIN <= len(folded) <= STEM_MAX:
         yield _stem(folded), folded
     elif _ARABIC.search(folded):
         yield arabic_stem(folded), folded
