@@ -11,8 +11,15 @@ from alexandria.search.analysis import MAX_QUERY_TERMS, arabic_stem, document_te
 PORTER = snowballstemmer.stemmer("porter")
 
 
+GERMAN = snowballstemmer.stemmer("german")
+
+
 def porter(*words: str) -> list[str]:
     return [PORTER.stemWord(w) for w in words]
+
+
+def german(*words: str) -> list[str]:
+    return [GERMAN.stemWord(w) for w in words]
 
 
 # --- English ----------------------------------------------------------------------------------------------------------
@@ -25,7 +32,12 @@ def test_english_is_case_folded_and_porter_stemmed() -> None:
 def test_english_queries_drop_function_words_unless_nothing_else_is_left() -> None:
     assert query_terms("What is the effect of caffeine on sleep?") == porter("effect", "caffeine", "sleep")
     assert query_terms("the of") == ["the", "of"]
-    assert query_terms("sleep sleeping slept") == ["sleep", "slept"]  # distinct terms, after stemming
+    assert query_terms("the sleep sleeping slept") == ["sleep", "slept"]  # distinct terms, after stemming
+
+
+def test_a_query_without_common_words_gets_both_languages_stems() -> None:
+    # no English or German function word: each word's Porter stem, then its German stem where that differs
+    assert query_terms("runners sleeping") == ["runner", "runn", "sleep", "sleeping"]
 
 
 def test_words_are_letters_digits_and_marks() -> None:
@@ -41,9 +53,15 @@ def test_german_diacritics_and_sharp_s_fold() -> None:
     assert document_terms("Ærø") == ["ærø"]  # letters without a decomposition are kept, and not stemmed
 
 
+def test_german_text_is_stemmed_in_german() -> None:
+    # more German common words (der, und, ist) than English ones: the German stemmer for every ASCII word
+    assert document_terms("Der Hund und die Katzen") == ["der", *german("hund"), "und", "die", *german("katzen")]
+    assert document_terms("The dogs and the cats") == ["the", *porter("dogs"), "and", "the", *porter("cats")]
+
+
 def test_german_queries_drop_german_function_words() -> None:
-    assert query_terms("Wer ist der Präsident von Frankreich?") == porter("prasident", "frankreich")
-    assert query_terms("die Katze") == porter("die", "katz")  # `die` is an English word too: kept
+    assert query_terms("Wer ist der Präsident von Frankreich?") == german("prasident", "frankreich")
+    assert query_terms("die Katzen") == german("die", "katzen")  # `die` is an English word too: kept
 
 
 # --- Greek and Cyrillic ------------------------------------------------------------------------------------------

@@ -14,9 +14,13 @@ Rules, in order:
 - Arabic is normalised as Lucene's Arabic normaliser does: diacritics (harakat) and tatweel removed, alef forms
   (``أ إ آ ٱ``) -> ``ا``, ``ى`` -> ``ي``, ``ة`` -> ``ه``; then light-stemmed as Lucene's Arabic stemmer does
   (``والكتاب`` -> ``كتاب``): on ``xquadr-ar`` 0.683 -> 0.770 (Snowball's Arabic stemmer 0.758, and ten times slower).
-- Words written in ASCII letters, of 3 to 64 characters, are stemmed with the Porter stemmer (FTS5's ``porter``
-  stems the same words; its C implementation also folds ``-bli`` and ``-logi``, which Snowball's strict Porter
-  keeps); no other script gets an English stemmer.
+- Words written in ASCII letters (after folding), of 3 to 64 characters, are stemmed in the text's language:
+  German (Snowball) when the text uses more of German's common words (``der``, ``und``, ``ist`` ...) than of
+  English's (``the``, ``of``, ``is`` ...), else English (Porter, as FTS5's ``porter``; its C implementation also
+  folds ``-bli`` and ``-logi``, which Snowball's strict Porter keeps). A query with neither language's common
+  words gets both stems of each word (OR-ed, a stem no chunk holds costs nothing). On ``xquadr-de`` 0.763 -> 0.780
+  (German stemming of every text, an oracle, 0.793); SciFact 0.685 -> 0.684. No other script gets an English
+  stemmer.
 - Queries drop stopwords (the function words of English and German, Arabic's), judged on the folded word before
   stemming, unless nothing else is left.
 
@@ -78,20 +82,20 @@ def _word_pattern() -> re.Pattern[str]:
 
 
 @functools.cache
-def _stemmer() -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer("porter")
+def _stemmer(language: str) -> snowballstemmer.stemmer:
+    return snowballstemmer.stemmer(language)
 
 
-_STEM_CACHE: dict[str, str] = {}
+_STEM_CACHE: dict[tuple[str, str], str] = {}
 
 
-def _stem(word: str) -> str:
-    stem = _STEM_CACHE.get(word)
+def _stem(language: str, word: str) -> str:
+    stem = _STEM_CACHE.get((language, word))
     if stem is None:
-        stem = _stemmer().stemWord(word)
+        stem = _stemmer(language).stemWord(word)
         if len(_STEM_CACHE) > 200_000:
             _STEM_CACHE.clear()
-        _STEM_CACHE[word] = stem
+        _STEM_CACHE[(language, word)] = stem
     return stem
 
 
@@ -161,55 +165,86 @@ def arabic_stem(word: str) -> str:
     return word
 
 
-def _pieces(text: str) -> Iterator[tuple[str, str | None]]:
-    """``(term, folded word)`` in order; the folded word (what stopwords are judged on) is None for CJK terms."""
+# The stemmer of a text's ASCII words: the language whose common words it uses more (none of either: English for a
+# document; for a query, whose language matters as much, both stems of each word).
+STEMMER_OF = {"english": "porter", "german": "german"}
+LANGUAGE_HINTS = {
+    "english": frozenset("the of and is are was were to that with for this which from".split()),
+    "german": frozenset(
+        "der die das und ist sind von zu mit den dem des ein eine nicht sich auf im wurde auch".split()
+    ),
+}
+_ASCII, _ARABIC_WORD, _OTHER, _CJK = range(4)
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    """``(folded word or CJK term, kind)`` in order."""
+    out: list[tuple[str, int]] = []
     normal = unicodedata.normalize("NFKC", text).casefold()
     for match in _word_pattern().finditer(normal):
         word = match.group()
         if _HAS_CJK.search(word) is None:
-            yield from _word_terms(word)
+            _add_word(out, word)
             continue
         at = 0
         for run in _CJK_RUN.finditer(word):
             if run.start() > at:
-                yield from _word_terms(word[at : run.start()])
-            for term in _cjk_terms(run.group()):
-                yield term, None
+                _add_word(out, word[at : run.start()])
+            out.extend((term, _CJK) for term in _cjk_terms(run.group()))
             at = run.end()
         if at < len(word):
-            yield from _word_terms(word[at:])
+            _add_word(out, word[at:])
+    return out
 
 
-def _word_terms(word: str) -> Iterator[tuple[str, str | None]]:
+def _add_word(out: list[tuple[str, int]], word: str) -> None:
     folded = _fold_word(word)
-    if not folded:
-        return
-    if folded.isascii() and STEM_MIN <= len(folded) <= STEM_MAX:
-        yield _stem(folded), folded
-    elif _ARABIC.search(folded):
-        yield arabic_stem(folded), folded
-    else:
-        yield folded, folded
+    if folded:
+        out.append((folded, _ASCII if folded.isascii() else _ARABIC_WORD if _ARABIC.search(folded) else _OTHER))
+
+
+def text_language(tokens: list[tuple[str, int]]) -> str | None:
+    """The language whose common words the text's ASCII words hold most of (English on a tie), None if neither's."""
+    counts = dict.fromkeys(LANGUAGE_HINTS, 0)
+    for word, kind in tokens:
+        if kind == _ASCII:
+            for language, hints in LANGUAGE_HINTS.items():
+                counts[language] += word in hints
+    best = max(counts.values())
+    return None if best == 0 else next(lang for lang, n in counts.items() if n == best)
+
+
+def _terms(word: str, kind: int, languages: tuple[str, ...]) -> list[str]:
+    if kind == _ASCII and STEM_MIN <= len(word) <= STEM_MAX:
+        return list(dict.fromkeys(_stem(STEMMER_OF[lang], word) for lang in languages))
+    if kind == _ARABIC_WORD:
+        return [arabic_stem(word)]
+    return [word]
 
 
 def document_terms(text: str) -> list[str]:
     """Every term of a text, in order (repeats included: a term's frequency and the text's length are counted on
     this list)."""
-    return [term for term, _ in _pieces(text)]
+    tokens = _tokens(text)
+    languages = (text_language(tokens) or "english",)
+    return [term for word, kind in tokens for term in _terms(word, kind, languages)]
 
 
 def query_terms(query: str) -> list[str]:
     """The distinct terms of a query, stopwords dropped (unless nothing else is left), at most
     ``MAX_QUERY_TERMS``."""
-    every: list[str] = []
-    kept: list[str] = []
-    for term, folded in _pieces(query):
-        if term in every:
-            continue
-        every.append(term)
-        if folded is None or (folded not in STOPWORDS_LATIN and folded not in STOPWORDS_ARABIC):
-            kept.append(term)
-    return (kept or every)[:MAX_QUERY_TERMS]
+    tokens = _tokens(query)
+    language = text_language(tokens)
+    languages = (language,) if language else tuple(LANGUAGE_HINTS)
+    every: dict[str, None] = {}
+    kept: dict[str, None] = {}
+    for word, kind in tokens:
+        stop = kind != _CJK and (word in STOPWORDS_LATIN or word in STOPWORDS_ARABIC)
+        for term in _terms(word, kind, languages):
+            every.setdefault(term)
+            if not stop:
+                kept.setdefault(term)
+    return list(kept or every)[:MAX_QUERY_TERMS]
 
 
 def indexed_text(text: str) -> str:

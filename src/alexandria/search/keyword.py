@@ -13,9 +13,13 @@ BM25_B = 0.75
 
 def bm25_bound(total: int, doc_freqs: Sequence[int]) -> float:
     """The most BM25 (as FTS5 computes it) any chunk can score for terms of these document frequencies among
-    ``total`` chunks: each term's IDF times (k1 + 1), the limit of its term-frequency factor."""
+    ``total`` chunks: each term's IDF times (k1 + 1), the limit of its term-frequency factor. A term no chunk holds
+    adds nothing to any chunk's score, so nothing to the bound (a query's misspelt word, or the stem of a language
+    the data source is not written in: ``search/analysis.py``)."""
     bound = 0.0
     for n in doc_freqs:
+        if n <= 0:
+            continue
         idf = math.log((total - n + 0.5) / (n + 0.5))
         bound += max(idf, 1e-6) * (BM25_K1 + 1)
     return bound
