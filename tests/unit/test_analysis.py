@@ -35,9 +35,13 @@ def test_english_queries_drop_function_words_unless_nothing_else_is_left() -> No
     assert query_terms("the sleep sleeping slept") == ["sleep", "slept"]  # distinct terms, after stemming
 
 
-def test_a_query_without_common_words_gets_both_languages_stems() -> None:
-    # no English or German function word: each word's Porter stem, then its German stem where that differs
-    assert query_terms("runners sleeping") == ["runner", "runn", "sleep", "sleeping"]
+def test_a_query_without_common_words_gets_both_stems_if_it_is_spelt_as_german() -> None:
+    # no English or German function word and no German spelling: English
+    assert query_terms("runners sleeping") == porter("runners", "sleeping")
+    # a German spelling (sch): each word's Porter stem, then its German stem where that differs
+    expected = [*porter("schnelle"), *german("schnelle"), *porter("runners"), *german("runners")]
+    assert query_terms("schnelle runners") == list(dict.fromkeys(expected))
+    assert len(query_terms("schnelle runners")) == 3  # schnell (both), runner (Porter), runn (German)
 
 
 def test_words_are_letters_digits_and_marks() -> None:
