@@ -182,13 +182,19 @@ _GERMAN_SPELLING = re.compile(r"sch|tz|ß|[äöü]|ei|(?:ung|keit|heit|lich|chen
 _ASCII, _ARABIC_WORD, _OTHER, _CJK = range(4)
 
 
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # a word of an ASCII text (NFKC and case folding are lower() there)
+
+
 def _tokens(text: str) -> list[tuple[str, int]]:
     """``(folded word or CJK term, kind)`` in order."""
+    if text.isascii():
+        return [(word, _ASCII) for word in _ASCII_WORD.findall(text.lower())]
     out: list[tuple[str, int]] = []
     normal = unicodedata.normalize("NFKC", text).casefold()
+    has_cjk = _HAS_CJK.search(normal) is not None
     for match in _word_pattern().finditer(normal):
         word = match.group()
-        if _HAS_CJK.search(word) is None:
+        if not has_cjk or _HAS_CJK.search(word) is None:
             _add_word(out, word)
             continue
         at = 0
@@ -210,17 +216,16 @@ def _add_word(out: list[tuple[str, int]], word: str) -> None:
 
 def text_language(tokens: list[tuple[str, int]]) -> str | None:
     """The language whose common words the text's ASCII words hold most of (English on a tie), None if neither's."""
-    counts = dict.fromkeys(LANGUAGE_HINTS, 0)
-    for word, kind in tokens:
-        if kind == _ASCII:
-            for language, hints in LANGUAGE_HINTS.items():
-                counts[language] += word in hints
+    words = [word for word, kind in tokens if kind == _ASCII]
+    counts = {language: sum(map(hints.__contains__, words)) for language, hints in LANGUAGE_HINTS.items()}
     best = max(counts.values())
     return None if best == 0 else next(lang for lang, n in counts.items() if n == best)
 
 
 def _terms(word: str, kind: int, languages: tuple[str, ...]) -> list[str]:
     if kind == _ASCII and STEM_MIN <= len(word) <= STEM_MAX:
+        if len(languages) == 1:
+            return [_stem(STEMMER_OF[languages[0]], word)]
         return list(dict.fromkeys(_stem(STEMMER_OF[lang], word) for lang in languages))
     if kind == _ARABIC_WORD:
         return [arabic_stem(word)]
@@ -231,8 +236,14 @@ def document_terms(text: str) -> list[str]:
     """Every term of a text, in order (repeats included: a term's frequency and the text's length are counted on
     this list)."""
     tokens = _tokens(text)
-    languages = (text_language(tokens) or "english",)
-    return [term for word, kind in tokens for term in _terms(word, kind, languages)]
+    stemmer = STEMMER_OF[text_language(tokens) or "english"]
+    terms: list[str] = []
+    for word, kind in tokens:
+        if kind == _ASCII:
+            terms.append(_stem(stemmer, word) if STEM_MIN <= len(word) <= STEM_MAX else word)
+        else:
+            terms += _terms(word, kind, ())
+    return terms
 
 
 def query_terms(query: str) -> list[str]:
