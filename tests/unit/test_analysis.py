@@ -4,9 +4,19 @@ stemming, Porter on ASCII words only, stopwords per language on queries)."""
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import snowballstemmer
 
-from alexandria.search.analysis import MAX_QUERY_TERMS, arabic_stem, document_terms, indexed_text, query_terms
+from alexandria.search.analysis import (
+    _STEM_CACHE,
+    MAX_QUERY_TERMS,
+    arabic_stem,
+    document_terms,
+    indexed_text,
+    query_terms,
+)
 
 PORTER = snowballstemmer.stemmer("porter")
 
@@ -131,3 +141,18 @@ def test_indexed_text_is_the_terms_split_by_spaces() -> None:
     for text in ("北京大学 and the Runners", "وَالكِتَابُ", "Ｓｔｒａßｅ"):
         assert indexed_text(text).split(" ") == document_terms(text)
     assert indexed_text("...") == ""
+
+
+def test_threads_stem_alike() -> None:
+    """Snowball stemmers keep state while they stem: threads analysing at once must each get the right stems."""
+    texts = [f"the runners were running generously {i}" for i in range(200)]
+    expected = [document_terms(t) for t in texts]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible (a shared stemmer fails half the rounds)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(20):
+                _STEM_CACHE.clear()  # make every thread stem, not read the cache
+                assert list(pool.map(document_terms, texts)) == expected
+    finally:
+        sys.setswitchinterval(interval)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 from collections.abc import Iterator
 
@@ -83,9 +84,17 @@ def _word_pattern() -> re.Pattern[str]:
     return re.compile(f"(?:[^\\W_]|[{_marks()}])+")
 
 
-@functools.cache
+_STEMMERS = threading.local()  # a Snowball stemmer keeps its word in its own fields: one per thread
+
+
 def _stemmer(language: str) -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer(language)
+    found: dict[str, snowballstemmer.stemmer] | None = getattr(_STEMMERS, "by_language", None)
+    if found is None:
+        found = _STEMMERS.by_language = {}
+    stemmer = found.get(language)
+    if stemmer is None:
+        stemmer = found[language] = snowballstemmer.stemmer(language)
+    return stemmer
 
 
 _STEM_CACHE: dict[tuple[str, str], str] = {}
