@@ -177,5 +177,7 @@ class QueryCache:
                     computed[t] = v
                 while len(self._vectors) > self.size:
                     self._vectors.popitem(last=False)
-            found = [v if v is not None else computed[t] for t, v in zip(texts, found, strict=True)]
-        return np.stack(found).astype(np.float32, copy=False)
+        else:
+            computed = {}
+        rows = [v if v is not None else computed[t] for t, v in zip(texts, found, strict=True)]
+        return np.stack(rows).astype(np.float32, copy=False)
