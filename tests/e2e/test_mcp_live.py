@@ -224,6 +224,9 @@ async def test_http_refusals(world: World) -> None:
         assert http.post(mcp_url, json=body, headers={**good, "Origin": "https://evil.example"}).status_code == 403
         assert http.post(mcp_url, json=body, headers={**good, "Host": "evil.example"}).status_code == 421
         assert http.post(mcp_url, json=body, headers={**good, "Origin": world.base}).status_code == 200
+        for method in ("GET", "DELETE"):  # stateless: no stream to open, no session to end
+            answer = http.request(method, mcp_url, headers=good)
+            assert answer.status_code == 405 and answer.headers["allow"] == "POST"
     # the same key's scope as over REST: a bound key, a read-only key
     async with over_http(mcp_url, {"Authorization": f"Bearer {world.bound_key}"}, "auto") as client:
         outside = await client.call_tool("search_knowledge", {"query": "glucose", "knowledge_base_ids": ["other"]})

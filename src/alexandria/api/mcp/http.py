@@ -2,9 +2,10 @@
 any request; both the 2026 stateless revision and handshake-era clients), authenticated with Alexandria's API keys
 as bearer tokens.
 
-Order of the checks on every request: ``Host`` and ``Origin`` (DNS-rebinding protection: ``421`` / ``403``), then the
-bearer key (``401`` with ``WWW-Authenticate: Bearer``), then the MCP SDK's own transport (methods, ``Accept``,
-protocol version). The key travels to the tools in a context variable and is re-checked, with its scope, by every
+Order of the checks on every request: ``Host`` and ``Origin`` (DNS-rebinding protection: ``421`` / ``403``), POST
+only (``405``: no session to delete, nothing to stream on a GET), then the bearer key (``401`` with
+``WWW-Authenticate: Bearer``), then the MCP SDK's own transport (``Accept``, protocol version, JSON-RPC). The key
+travels to the tools in a context variable and is re-checked, with its scope, by every
 tool call (``scope.principal``)."""
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class McpHttp:
         refused = await self.checks.validate_request(request)
         if refused is not None:
             await refused(scope, receive, send)
+            return
+        if request.method != "POST":
+            # stateless: no session to delete and no server-initiated messages to stream on a GET (the 2026
+            # revision's answer to handshake-era GET/DELETE; those clients then carry on with POSTs alone)
+            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
             return
         match = BEARER.match(request.headers.get("authorization", ""))
         if match is None:
