@@ -380,7 +380,10 @@ def mcp(url: str, allow_writes: bool) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        fail(f"alexandria mcp: {type(exc).__name__}: {exc}")
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]  # anyio's task groups wrap the one error that stopped them
+        fail(f"alexandria mcp ({url}): {type(cause).__name__}: {cause}")
 
 
 cli_spaces.register(main, keys)  # the spaces, groups, views and key management commands

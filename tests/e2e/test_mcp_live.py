@@ -268,3 +268,13 @@ async def test_a_document_upserted_through_dust_is_read_and_found_through_mcp(wo
     async with Client(stdio_params(world, world.key)) as client:
         status = await call(client, "get_indexing_status", knowledge_base_id="notes", document_id="quakes")
         assert status["state"] == "indexed"
+
+
+def test_stdio_with_a_bad_key_says_so_on_stderr_and_nothing_on_stdout(world: World) -> None:
+    params = stdio_params(world, "sk-not-a-key")
+    done = subprocess.run(
+        [params.command, *params.args], env={**os.environ, **(params.env or {})}, input=b"", capture_output=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == b""
+    assert "invalid or disabled" in done.stderr.decode()
