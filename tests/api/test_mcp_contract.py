@@ -1,6 +1,7 @@
 """The MCP server's contract, with the real ``mcp`` client connected in memory (no port): the tool list (names, order,
 schemas, annotations), every tool's structured result and text, and the refusals — unknown ids, forbidden scopes,
-bound keys, read-only scopes — as tool errors that change nothing. HTTP and stdio: tests/e2e/test_mcp_live.py."""
+bound keys, read-only keys — as tool errors that change nothing (the read, write and resource tests on both stores).
+HTTP and stdio: tests/e2e/test_mcp_live.py."""
 
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ async def test_tool_list_is_deterministic_typed_and_annotated(core: Core, world:
         assert {"hits", "query", "mode", "knowledge_base_ids"} <= set(search.output_schema["properties"])  # type: ignore[index]
 
 
+@pytest.mark.backends("sqlite", "postgres")
 async def test_read_tools(core: Core, world: Tenant) -> None:
     kb = world.ds.sid
     async with connect(core, world.key) as client:
@@ -161,6 +163,7 @@ async def test_read_tools(core: Core, world: Tenant) -> None:
         assert status["state"] == "indexed"
 
 
+@pytest.mark.backends("sqlite", "postgres")
 async def test_resources(core: Core, world: Tenant) -> None:
     kb = world.ds.sid
     async with connect(core, world.key) as client:
@@ -177,6 +180,7 @@ async def test_resources(core: Core, world: Tenant) -> None:
         assert '"name": "pop"' in getattr(schema.contents[0], "text", "")
 
 
+@pytest.mark.backends("sqlite", "postgres")
 async def test_write_tools_queue_jobs_and_the_handle_follows_them(core: Core, world: Tenant) -> None:
     kb = world.ds.sid
     async with connect(core, world.key) as client:
