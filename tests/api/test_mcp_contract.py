@@ -322,3 +322,32 @@ async def test_restricted_spaces_and_read_only_keys(core: Core, world: Tenant, s
             assert "cannot write into knowledge base" in message and "read-only" in message
         assert "admin key" in await refused(client, "create_knowledge_base", name="mine")
     assert db_dump(settings) == before
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "configured", "status"),
+    [
+        ("127.0.0.1:8000", "http://localhost:3000", False, None),
+        ("kb.example.com", None, False, 421),
+        ("kb.example.com", None, True, None),
+        ("kb.example.com", "https://evil.example", True, 403),
+        ("kb.example.com", "https://kb.example.com", True, None),
+    ],
+)
+async def test_host_and_origin_checks_follow_the_settings(
+    tmp_path: Any, host: str, origin: str | None, configured: bool, status: int | None
+) -> None:
+    from mcp.server.transport_security import TransportSecurityMiddleware
+    from starlette.requests import Request
+
+    from alexandria.api.mcp.http import transport_security
+
+    extra: dict[str, Any] = (
+        {"mcp_allowed_hosts": ["kb.example.com"], "mcp_allowed_origins": ["https://kb.example.com"]}
+        if configured
+        else {}
+    )
+    checks = TransportSecurityMiddleware(transport_security(Settings(data_dir=tmp_path, **extra)))
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    answer = await checks.validate_request(Request({"type": "http", "method": "POST", "headers": headers}))
+    assert (answer.status_code if answer is not None else None) == status
