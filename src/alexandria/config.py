@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `alexandria serve` listens on.")
     port: int = Field(8000, description="Port `alexandria serve` listens on.")
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers `/mcp` accepts besides loopback names (e.g. `kb.example.com`, `kb.example.com:*`); "
+        "JSON list in the environment.",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origin headers `/mcp` accepts besides loopback origins (e.g. `https://kb.example.com`).",
+    )
 
     embedder: Literal["minilm", "openai"] = Field(
         "minilm",
