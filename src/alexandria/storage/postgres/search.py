@@ -26,6 +26,7 @@ from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, query_terms
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.chunk_index import TS_CONFIG
 from alexandria.storage.postgres.db import PgEngine
+from alexandria.storage.postgres.keyword_topk import top_k
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
 
 
@@ -118,6 +119,10 @@ class PgSearch:
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
             idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
+            if filters.is_empty():  # best-first over impact-ordered postings: cost follows k
+                best = top_k(conn, int(ds.id), lexemes, idfs, freqs, avgdl, k)
+                if best is not None:
+                    return best
             k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
             score = f"sum(w.idf * p.tf * {k1 + 1!r} / (p.tf + {k1!r} * (1 - {b!r} + {b!r} * p.length / {avgdl!r})))"
             params: list[object] = [list(lexemes), idfs, ds.id]
