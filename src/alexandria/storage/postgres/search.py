@@ -4,7 +4,9 @@ Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, I
 floored at 1e-6), over PostgreSQL full text (English stemming): a posting table (lexeme, chunk, term frequency, chunk
 length) whose covering index holds everything BM25 reads, so a query touches only its terms' postings, like an
 inverted index; N and the total length are kept per data source; a term's document frequency is its number of
-postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
+postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse. Unfiltered
+queries read the postings best-first and skip those that cannot reach the top k (``keyword_topk.py``); filtered ones
+aggregate the postings of the filter's chunks.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
