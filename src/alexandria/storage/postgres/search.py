@@ -5,6 +5,8 @@ floored at 1e-6), over the keyword analyzer's terms (``search/analysis.py``, the
 posting table (term, chunk, term frequency, chunk length in terms) whose covering index holds everything BM25 reads,
 so a query touches only its terms' postings, like an inverted index; N and the total length are kept per data
 source; a term's document frequency is its number of postings, cached until the data source's chunks change.
+Unfiltered queries read the postings best-first and skip those that cannot reach the top k (``keyword_topk.py``);
+filtered ones aggregate the postings of the filter's chunks.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
@@ -26,6 +28,7 @@ from alexandria.search.ann import MAX_EF, hnsw_ef
 from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.db import PgEngine
+from alexandria.storage.postgres.keyword_topk import top_k
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
 
 
@@ -112,6 +115,10 @@ class PgSearch:
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
             idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
+            if filters.is_empty():  # best-first over impact-ordered postings: cost follows k
+                best = top_k(conn, int(ds.id), lexemes, idfs, freqs, avgdl, k)
+                if best is not None:
+                    return best
             k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
             score = f"sum(w.idf * p.tf * {k1 + 1!r} / (p.tf + {k1!r} * (1 - {b!r} + {b!r} * p.length / {avgdl!r})))"
             params: list[object] = [list(lexemes), idfs, ds.id]
