@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
+
+import snowballstemmer
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
@@ -28,15 +32,45 @@ def query_terms(query: str) -> list[str]:
     return terms[:MAX_QUERY_TERMS]
 
 
-BM25_K1 = 1.2  # FTS5's bm25() defaults
+# --- the analysis both engines index and query with (until ``search/analysis.py`` replaces it) ----------------------
+# Two call sites only: :func:`document_terms` (what a chunk is indexed as) and :func:`query_stems` (what a query
+# searches for). A word is lowercased, stripped of diacritics and stemmed with Snowball's English stemmer.
+
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=1 << 20)
+def _term(word: str) -> str:
+    if not word.isascii():
+        word = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    return str(_STEMMER.stemWord(word))
+
+
+def document_terms(text: str) -> list[str]:
+    """The terms a chunk's text is indexed as, in order (every word: BM25 counts them all in a chunk's length)."""
+    return [_term(w) for w in _WORD.findall(text.lower())]
+
+
+def query_stems(query: str) -> list[str]:
+    """The distinct terms a keyword query searches for: :func:`query_terms`, analysed as :func:`document_terms`."""
+    stems: list[str] = []
+    for word in query_terms(query):
+        term = _term(word)
+        if term and term not in stems:
+            stems.append(term)
+    return stems
+
+
+BM25_K1 = 1.2  # the usual defaults (Lucene's, tantivy's, FTS5's)
 BM25_B = 0.75
 
 
+def bm25_idf(total: int, doc_freq: int) -> float:
+    """BM25's IDF as Lucene and tantivy compute it: ln(1 + (N - n + 0.5) / (n + 0.5)), positive for every term."""
+    return math.log(1.0 + (total - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
 def bm25_bound(total: int, doc_freqs: Sequence[int]) -> float:
-    """The most BM25 (as FTS5 computes it) any chunk can score for terms of these document frequencies among
-    ``total`` chunks: each term's IDF times (k1 + 1), the limit of its term-frequency factor."""
-    bound = 0.0
-    for n in doc_freqs:
-        idf = math.log((total - n + 0.5) / (n + 0.5))
-        bound += max(idf, 1e-6) * (BM25_K1 + 1)
-    return bound
+    """The most BM25 any chunk can score for terms of these document frequencies among ``total`` chunks: each
+    term's IDF times (k1 + 1), the limit of its term-frequency factor."""
+    return sum(bm25_idf(total, n) * (BM25_K1 + 1) for n in doc_freqs)

@@ -1,10 +1,11 @@
 """Keyword and vector search on PostgreSQL, with filters compiled to SQL.
 
-Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, IDF = ln((N - n + 0.5)/(n + 0.5))
-floored at 1e-6), over PostgreSQL full text (English stemming): a posting table (lexeme, chunk, term frequency, chunk
-length) whose covering index holds everything BM25 reads, so a query touches only its terms' postings, like an
-inverted index; N and the total length are kept per data source; a term's document frequency is its number of
-postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
+Keyword: BM25 computed in SQL, as the embedded store's tantivy index computes it (k1 = 1.2, b = 0.75,
+IDF = ln(1 + (N - n + 0.5)/(n + 0.5))), over PostgreSQL full text (English stemming): a posting table (lexeme,
+chunk, term frequency, chunk length) whose covering index holds everything BM25 reads, so a query touches only its
+terms' postings, like an inverted index; N and the total length are kept per data source; a term's document
+frequency is its number of postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and
+ranks worse.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
@@ -12,7 +13,6 @@ when they are few; scores are cosines recomputed at full precision.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +22,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.ann import MAX_EF, hnsw_ef
-from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, query_terms
+from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf, query_terms
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.chunk_index import TS_CONFIG
 from alexandria.storage.postgres.db import PgEngine
@@ -117,7 +117,7 @@ class PgSearch:
                 return []
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
-            idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
+            idfs = [bm25_idf(total, n) for n in freqs]
             k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
             score = f"sum(w.idf * p.tf * {k1 + 1!r} / (p.tf + {k1!r} * (1 - {b!r} + {b!r} * p.length / {avgdl!r})))"
             params: list[object] = [list(lexemes), idfs, ds.id]

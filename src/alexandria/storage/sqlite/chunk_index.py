@@ -1,9 +1,11 @@
-"""The embedded store's chunk index: chunk rows, their FTS5 entries (one table per data source) and the usearch HNSW
-cache, which mirrors each committed change when it was in step with the database (``vector_version``)."""
+"""The embedded store's chunk index: chunk rows, and two caches that mirror each committed change when they were in
+step with the database (``vector_version``): the tantivy keyword index and the usearch HNSW index of each data
+source. A cache out of step (a crash between the commits, another process) is reconciled at its next search."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -14,14 +16,10 @@ from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
-from alexandria.storage.sqlite.db import quote_ident
+from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
-FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
-
-
-def fts_table(data_source_id: int) -> str:
-    return quote_ident(f"fts_{int(data_source_id)}")
+log = logging.getLogger(__name__)
 
 
 def vector_version(conn: Conn, data_source_id: int) -> int:
@@ -35,9 +33,9 @@ class SqliteChunkChange:
     def __init__(self, conn: Conn, ds: DataSource) -> None:
         self.conn = conn
         self.ds = ds
-        self.fts = fts_table(ds.id)
         self.removed: list[int] = []
         self.added: list[int] = []
+        self.texts: list[tuple[int, str]] = []
         self.vectors: list[Vectors] = []
 
     def add(self, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> list[int]:
@@ -50,7 +48,7 @@ class SqliteChunkChange:
                 (self.ds.id, document_pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes(),
                  chunk.segment_pk, chunk.child_pk),
             )  # fmt: skip
-            self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, chunk.text))
+            self.texts.append((pk, chunk.text))
             ids.append(pk)
         self.added += ids
         if ids:
@@ -58,8 +56,7 @@ class SqliteChunkChange:
         return ids
 
     def remove_document(self, document_pk: int) -> None:
-        old = self.conn.all("SELECT id, text FROM chunks WHERE document_pk = ?", (document_pk,))
-        self.conn.executemany(f"INSERT INTO {self.fts} ({self.fts}, rowid, text) VALUES ('delete', ?, ?)", old)
+        old = self.conn.all("SELECT id FROM chunks WHERE document_pk = ?", (document_pk,))
         self.conn.execute("DELETE FROM chunks WHERE document_pk = ?", (document_pk,))
         self.removed += [int(r[0]) for r in old]
 
@@ -70,27 +67,19 @@ class SqliteChunkLoad:
         self.data_sources: list[DataSource] = []
 
     def add_data_source(self, ds: DataSource) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")  # left by a deleted data source of this id
-        create_fts(self.conn, ds)
         self.data_sources.append(ds)
 
     def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the cache is built after the commit
-
-
-def create_fts(conn: Conn, ds: DataSource) -> None:
-    conn.execute(
-        f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
-        f"tokenize='{FTS_TOKENIZER}')"
-    )
+        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the caches are built after the commit
 
 
 class SqliteChunkIndex:
     vector_column = "vector"
 
-    def __init__(self, db: Database, vectors: VectorIndexes) -> None:
+    def __init__(self, db: Database, vectors: VectorIndexes, keywords: KeywordIndexes) -> None:
         self.db = db
         self.vectors = vectors
+        self.keywords = keywords
 
     def stored_vector(self, value: object) -> Vectors:
         if not isinstance(value, bytes | memoryview):
@@ -100,7 +89,8 @@ class SqliteChunkIndex:
     @contextlib.contextmanager
     def change(self, ds: DataSource) -> Iterator[SqliteChunkChange]:
         index = self.vectors.get(ds.id, ds.dim)
-        with index.lock:
+        keywords = self.keywords.get(ds.id)
+        with index.lock, keywords.lock:  # a search seeing the new version waits for the mirrors, not reconciles
             with self.db.write() as conn:
                 before = vector_version(conn, ds.id)
                 change = SqliteChunkChange(conn, ds)
@@ -115,9 +105,23 @@ class SqliteChunkIndex:
                 if change.added:
                     index.add(np.array(change.added, dtype=np.int64), np.concatenate(change.vectors))
                 index.version = after
+            if after != before and keywords.version == before:
+                self._mirror_keywords(keywords, ds, change, after)
+
+    def _mirror_keywords(
+        self, keywords: DataSourceKeywords, ds: DataSource, change: SqliteChunkChange, after: int
+    ) -> None:
+        try:
+            keywords.apply(change.removed, change.texts, after)
+            if keywords.needs_compaction():
+                with self.db.snapshot() as conn:
+                    keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
+        except Exception:  # the database committed: the index is out of step, reconciled at its next search
+            log.exception("keyword index of data source %d left out of step", ds.id)
 
     def create(self, conn: Conn, ds: DataSource) -> None:
-        create_fts(conn, ds)
+        self.keywords.drop(ds.id)  # left by a deleted data source of this id
+        self.keywords.get(ds.id).start(vector_version(conn, ds.id))  # empty and in step: later changes are mirrored
 
     @contextlib.contextmanager
     def dropping(self, ds: DataSource) -> Iterator[Conn]:
@@ -125,8 +129,8 @@ class SqliteChunkIndex:
         with index.lock:
             with self.db.write() as conn:
                 yield conn
-                conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")
             self.vectors.drop(ds.id)
+            self.keywords.drop(ds.id)
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
@@ -137,8 +141,13 @@ class SqliteChunkIndex:
                 "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
                 [(ds.id,) for ds in load.data_sources],
             )
-        # committed: each loaded data source's HNSW cache, built now (so the first search finds it ready)
+        # committed: each loaded data source's caches, built now (so the first search finds them ready), the keyword
+        # index in one writer commit
         for ds in load.data_sources:
+            self.keywords.drop(ds.id)
+            keywords = self.keywords.get(ds.id)
+            with keywords.lock, self.db.snapshot() as conn:
+                keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
             self.vectors.drop(ds.id)  # a stale cache of a deleted data source that had this id
             index = self.vectors.get(ds.id, ds.dim)
             with index.lock, self.db.snapshot() as conn:
