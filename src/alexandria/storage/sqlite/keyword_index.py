@@ -81,27 +81,35 @@ class DataSourceKeywords:
 
     def _open(self) -> tantivy.Index:
         try:
+            existed = (self.directory / "meta.json").exists()
+            if not existed:  # what a sidecar says of a missing index is void
+                self.meta_path.unlink(missing_ok=True)
             self.directory.mkdir(parents=True, exist_ok=True)
             index = tantivy.Index(SCHEMA, path=str(self.directory), reuse=True)
-            meta = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
-            self.version = int(meta.get("version", -1))
-            self.deleted = int(meta.get("deleted", 0))
-        except Exception as exc:  # unreadable: rebuilt from the database
+            index.searcher()  # opens every segment: a corrupt one fails here, not in a search
+            self._read_meta(existed)
+        except BaseException as exc:  # unreadable (tantivy panics are BaseExceptions): rebuilt from the database
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
             log.warning("discarding keyword index %s: %s", self.directory, exc)
             shutil.rmtree(self.directory, ignore_errors=True)
             self.meta_path.unlink(missing_ok=True)
             self.directory.mkdir(parents=True, exist_ok=True)
             index = tantivy.Index(SCHEMA, path=str(self.directory), reuse=False)
             self.version, self.deleted = -1, 0
+        index.config_reader(reload_policy="Manual")  # reloaded after each commit, and when found out of step
         index.register_tokenizer(TOKENIZER, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build())
         return index
 
     def refresh(self) -> None:
         """Re-read what another process (or a crashed write) left: the sidecar and the last tantivy commit."""
-        meta = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
-        self.version = int(meta.get("version", -1))
-        self.deleted = int(meta.get("deleted", 0))
+        self._read_meta((self.directory / "meta.json").exists())
         self.index.reload()
+
+    def _read_meta(self, index_exists: bool) -> None:
+        meta = json.loads(self.meta_path.read_text()) if index_exists and self.meta_path.exists() else {}
+        self.version = int(meta.get("version", -1))  # a missing index reflects nothing
+        self.deleted = int(meta.get("deleted", 0))
 
     def _save_meta(self) -> None:
         tmp = self.meta_path.with_suffix(".tmp")
