@@ -3,10 +3,13 @@ embedded SQLite store and on PostgreSQL side by side, their answers compared dir
 totals, chunks, keyword / vector / hybrid rankings and scores under random filters, deletes, re-upserts, parent
 updates, Dify documents, segments and metadata filters, tables and their rows).
 
-The vocabulary is words that both keyword analyzers (FTS5 ``porter unicode61``, PostgreSQL ``english``) keep whole
-and as they are, so BM25 sees the same terms and lengths on both; ``test_natural_text_bm25`` pins where they part.
+The vocabulary is words that both keyword analyzers (the embedded store's Python analysis, PostgreSQL ``english``)
+keep whole and as they are, and chunks hold at most 40 words (the embedded store's tantivy index keeps a chunk's length
+exactly up to 40), so BM25 sees the same terms and lengths on both; ``test_natural_text_bm25`` and
+``test_long_chunks_bm25`` pin where they part.
 
 Divergences found are pinned as strict xfails, each raising only its own failure: ``test_natural_text_bm25``,
+``test_long_chunks_bm25``,
 ``test_sql_order_by_nulls``, and two seeds of ``test_documents_and_searches_agree`` where one engine's HNSW index no
 longer reaches a live chunk after deletes (``sqlite-hnsw-recall``, ``postgres-hnsw-recall``)."""
 
@@ -239,8 +242,8 @@ PROSE = [
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BM25 over English text differs: PostgreSQL's `english` analyzer drops stopwords from a chunk's length "
-    "(and stems with Snowball), FTS5 `porter unicode61` counts every token (Porter stemmer)",
+    reason="BM25 over English text differs: PostgreSQL's `english` analyzer drops stopwords from a chunk's length, "
+    "the embedded store's analysis counts every word",
 )
 def test_natural_text_bm25(open_sides: Callable[..., Pair]) -> None:
     pair = open_sides()
@@ -249,6 +252,23 @@ def test_natural_text_bm25(open_sides: Callable[..., Pair]) -> None:
     for i, text in enumerate(PROSE):
         both(pair, lambda s: _upserted(s, UpsertRequest(f"p{i}", Section(None, text, ()))), f"upsert p{i}")
     for query in ("cat mat", "caffeine students sleep", "running birds"):
+        compare_search(pair, query, SearchMode.KEYWORD, FilterSet(), 10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BM25 of a chunk longer than 40 words differs: tantivy (the embedded store) keeps a chunk's length in one "
+    "byte, exact up to 40 and rounded down to one of 256 steps above (as Lucene does); PostgreSQL keeps it exactly",
+)
+def test_long_chunks_bm25(open_sides: Callable[..., Pair]) -> None:
+    pair = open_sides()
+    for side in pair:
+        side.ds = side.core.catalog.create_data_source(side.ws, "docs", embedder="fake", chunk_size=512)
+    rng = random.Random(4)
+    for i in range(6):
+        text = words(rng, 41, 120)
+        both(pair, lambda s: _upserted(s, UpsertRequest(f"l{i}", Section(None, text, ()))), f"upsert l{i}")
+    for query in ("alpha beta", "quark", "omega sigma tau"):
         compare_search(pair, query, SearchMode.KEYWORD, FilterSet(), 10)
 
 
@@ -264,7 +284,8 @@ SEGMENT_FIELDS = ("position", "content", "answer", "keywords", "hash", "word_cou
 
 
 def paragraphs(rng: random.Random) -> str:
-    return "\n\n".join(words(rng, 3, 40) for _ in range(rng.randint(1, 4)))
+    # a segment joins paragraphs: at most 40 words in all (see test_long_chunks_bm25)
+    return "\n\n".join(words(rng, 3, 10) for _ in range(rng.randint(1, 4)))
 
 
 def dify_doc(side: Side, label: str) -> Document | None:
