@@ -263,11 +263,13 @@ def test_natural_text_bm25(open_sides: Callable[..., Pair]) -> None:
 def test_long_chunks_bm25(open_sides: Callable[..., Pair]) -> None:
     pair = open_sides()
     for side in pair:
-        side.ds = side.core.catalog.create_data_source(side.ws, "docs", embedder="fake", chunk_size=512)
+        side.ds = side.core.dify.create_dataset(side.ws, {"name": "kb", "indexing_technique": "high_quality"})
     rng = random.Random(4)
     for i in range(6):
-        text = words(rng, 41, 120)
-        both(pair, lambda s: _upserted(s, UpsertRequest(f"l{i}", Section(None, text, ()))), f"upsert l{i}")
+        text = words(rng, 41, 120)  # one segment (Dify's segments are not bounded by the embedder's chunk size)
+        both(pair, lambda s: s.label(s.core.dify.create_by_text(s.ds, f"l{i}", text, DocumentOptions())[1]), "add")
+    for side in pair:
+        side.core.jobs.pool(0).drain()
     for query in ("alpha beta", "quark", "omega sigma tau"):
         compare_search(pair, query, SearchMode.KEYWORD, FilterSet(), 10)
 
