@@ -112,10 +112,7 @@ class SqliteChunkIndex:
         self, keywords: DataSourceKeywords, ds: DataSource, change: SqliteChunkChange, after: int
     ) -> None:
         try:
-            keywords.apply(change.removed, change.texts, after)
-            if keywords.needs_compaction():
-                with self.db.snapshot() as conn:
-                    keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
+            keywords.apply(change.removed, change.texts, after)  # committed before the next search reads it
         except Exception:  # the database committed: the index is out of step, reconciled at its next search
             log.exception("keyword index of data source %d left out of step", ds.id)
 

@@ -46,6 +46,8 @@ COMPACT_BELOW = 2_000
 COMPACT_RATIO = 0.1
 TERM_SET_MAX = 4_096  # a filter's candidates up to this many: a term-set query; more: oversampled top-k, post-filtered
 WRITER_HEAP = 32_000_000
+PENDING_MAX = 50_000  # changed chunks waiting for one commit, at most
+FLUSH_AFTER_S = 1.0  # how long a change waits for its commit when nothing reads the index
 BULK_HEAP = 256_000_000
 BULK_BATCH = 20_000  # rows read per batch when (re)building
 
@@ -77,6 +79,9 @@ class DataSourceKeywords:
         self.lock = threading.RLock()
         self.version = -1
         self.deleted = 0  # chunks deleted since the last full build (an upper bound on those tantivy still counts)
+        self._pending: tantivy.IndexWriter | None = None  # changes applied, not yet committed
+        self._pending_ops = 0
+        self._timer: threading.Timer | None = None
         self.index = self._open()
 
     def _open(self) -> tantivy.Index:
@@ -103,6 +108,7 @@ class DataSourceKeywords:
 
     def refresh(self) -> None:
         """Re-read what another process (or a crashed write) left: the sidecar and the last tantivy commit."""
+        self.flush()
         self._read_meta((self.directory / "meta.json").exists())
         self.index.reload()
 
@@ -118,6 +124,7 @@ class DataSourceKeywords:
 
     @contextlib.contextmanager
     def _writer(self, heap: int, threads: int) -> Iterator[tantivy.IndexWriter]:
+        self.discard_pending()  # one writer at a time: what waited is replaced by what this writes
         writer = self.index.writer(heap_size=heap, num_threads=threads)
         try:
             yield writer
@@ -130,15 +137,73 @@ class DataSourceKeywords:
         self.index.reload()
 
     def apply(self, removed: Sequence[int], added: Sequence[tuple[int, str]], version: int) -> None:
-        """Mirror one committed change (chunk ids removed, ``(id, text)`` added), then record ``version``."""
-        with self.lock, self._writer(WRITER_HEAP, 1) as writer:
-            for pk in removed:
-                writer.delete_documents_by_term(ID, pk)
-            for pk, text in added:
-                writer.add_document(_document(pk, text))
-        self.deleted += len(removed)
-        self.version = version
-        self._save_meta()
+        """Mirror one committed change (chunk ids removed, ``(id, text)`` added) and take ``version``. The change
+        waits in an open writer for :meth:`flush` (before the next read of the index, :data:`FLUSH_AFTER_S` later,
+        at close, or once :data:`PENDING_MAX` changes wait), so consecutive writes share one tantivy commit (each
+        costs fsyncs, ~10-100 ms); a crash before it leaves the sidecar behind, and the index is reconciled."""
+        with self.lock:
+            if self._pending is None:
+                self._pending = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            try:
+                for pk in removed:
+                    self._pending.delete_documents_by_term(ID, pk)
+                for pk, text in added:
+                    self._pending.add_document(_document(pk, text))
+            except BaseException:
+                self.discard_pending()
+                raise
+            self.deleted += len(removed)
+            self.version = version
+            self._pending_ops += len(removed) + len(added)
+            if self._pending_ops >= PENDING_MAX:
+                self.flush()
+            elif self._timer is None:
+                self._timer = threading.Timer(FLUSH_AFTER_S, self._timed_flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _timed_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # the next read retries, or reconciles
+            log.exception("keyword index %s: deferred commit failed", self.directory.name)
+
+    def flush(self) -> None:
+        """Commit the changes waiting in the open writer (if any) and record their version in the sidecar. A failed
+        commit leaves the index out of step (version -1): the next search reconciles it."""
+        if self._pending is None:
+            return
+        with self.lock:
+            writer, self._pending, self._pending_ops = self._pending, None, 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if writer is None:
+                return
+            try:
+                writer.commit()
+            except BaseException:
+                self.version = -1
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()
+            self.index.reload()
+            self._save_meta()
+
+    def discard_pending(self) -> None:
+        """Drop uncommitted changes (a rebuild replaces them, or the index is deleted): out of step until then."""
+        with self.lock:
+            writer, self._pending, self._pending_ops = self._pending, None, 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if writer is not None:
+                self.version = -1
+                try:
+                    writer.rollback()
+                finally:
+                    writer.wait_merging_threads()
 
     def start(self, version: int) -> None:
         """Record that this (new, empty) index reflects ``version`` of a data source that has no chunks yet."""
@@ -168,12 +233,17 @@ class DataSourceKeywords:
         self._save_meta()
         return count
 
+    def searcher(self) -> tantivy.Searcher:
+        """A searcher over every change applied so far (committing those that wait)."""
+        self.flush()
+        return self.index.searcher()
+
     def num_docs(self) -> int:
-        return int(self.index.searcher().num_docs)
+        return int(self.searcher().num_docs)
 
     def ids(self) -> list[int]:
         """Every chunk id in the index (live documents only)."""
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         n = int(searcher.num_docs)
         if n == 0:
             return []
@@ -184,6 +254,7 @@ class DataSourceKeywords:
         """Bring the index in line with the data source's chunk rows (read through ``conn``, one snapshot) and
         record ``db_version``; returns ``(added, removed)``. An empty index is built in one commit."""
         with self.lock:
+            self.flush()
             db_ids = [
                 int(r[0]) for r in conn.execute("SELECT id FROM chunks WHERE data_source_id = ?", (data_source_id,))
             ]
@@ -234,13 +305,13 @@ class DataSourceKeywords:
         """The ``k`` best chunks by BM25 for an OR of ``terms``: ``(id, score)``, best first."""
         if not terms or k <= 0:
             return []
-        return self._ranked(self._run(self.index.searcher(), self._terms_query(terms), k), k)
+        return self._ranked(self._run(self.searcher(), self._terms_query(terms), k), k)
 
     def scores(self, terms: Sequence[str], chunk_pks: Sequence[int]) -> list[tuple[int, float]]:
         """BM25 of exactly these chunks (those matching no term are left out)."""
         if not terms or not chunk_pks:
             return []
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         within = Query.const_score_query(Query.term_set_query(SCHEMA, ID, list(chunk_pks)), 0.0)
         query = Query.boolean_query([(Occur.Must, within), (Occur.Must, self._terms_query(terms))])
         return self._run(searcher, query, len(chunk_pks))
@@ -254,7 +325,7 @@ class DataSourceKeywords:
         if len(candidates) <= TERM_SET_MAX:
             return self._ranked(self.scores(terms, candidates), k)
         allowed = set(candidates)
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         query = self._terms_query(terms)
         total = max(int(searcher.num_docs), 1)
         want = min(total, math.ceil(k * total / len(allowed) * 2) + k)
@@ -272,7 +343,7 @@ class DataSourceKeywords:
         upper bound on those tantivy still counts, so the bound holds every score."""
         if not terms:
             return 0.0
-        searcher = self.index.searcher()
+        searcher = self.searcher()
         total = int(searcher.num_docs) + self.deleted
         return bm25_bound(total, [int(searcher.doc_freq(TERMS, t)) for t in terms])
 
@@ -297,10 +368,18 @@ class KeywordIndexes:
                 self._indexes[data_source_id] = idx
             return idx
 
+    def flush_all(self) -> None:
+        with self._lock:
+            indexes = list(self._indexes.values())
+        for idx in indexes:
+            idx.flush()
+
     def drop(self, data_source_id: int) -> None:
         """Forget a data source's index and remove its files (a deleted data source, or a new one reusing its id)."""
         with self._lock:
-            self._indexes.pop(data_source_id, None)
+            idx = self._indexes.pop(data_source_id, None)
+        if idx is not None:
+            idx.discard_pending()
         path = self._path(data_source_id)
         shutil.rmtree(path, ignore_errors=True)
         for p in (path.with_suffix(".json"), path.with_suffix(".tmp")):

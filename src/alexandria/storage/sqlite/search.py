@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ from alexandria.storage.sqlite.db import SqliteEngine
 from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.vectors import VectorIndexes
+
+log = logging.getLogger(__name__)
 
 
 def _in_list(column: str, values: tuple[str, ...], table: str, negate: bool, params: list[object]) -> str:
@@ -72,15 +75,19 @@ class SqliteSearch:
     def _keywords(self, ds: DataSource) -> DataSourceKeywords:
         """The data source's keyword index, reconciled first if it is out of step with the database."""
         index = self.keywords.get(ds.id)
+        try:
+            index.flush()
+        except Exception:  # left out of step: reconciled below
+            log.exception("keyword index of data source %d: commit failed", ds.id)
         version = self._vector_version(ds)
-        if index.version != version:
+        if index.version != version or index.needs_compaction():
             with index.lock:  # a writer mirroring its change holds it: wait, then look again
                 if index.version != version:
                     index.refresh()  # another process may have brought it up to date
                 with self.engine.snapshot() as conn:
                     row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
                     current = int(row[0]) if row else 0
-                    if index.version != current:
+                    if index.version != current or index.needs_compaction():
                         index.reconcile(conn, ds.id, current)
         return index
 

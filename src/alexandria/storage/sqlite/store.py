@@ -59,6 +59,7 @@ class SqliteStore(
 
     def close(self) -> None:
         self.vectors.save_all()
+        self.keywords.flush_all()
         self.engine.close()
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
