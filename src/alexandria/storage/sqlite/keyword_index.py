@@ -48,6 +48,7 @@ TERM_SET_MAX = 4_096  # a filter's candidates up to this many: a term-set query;
 WRITER_HEAP = 32_000_000
 PENDING_MAX = 50_000  # changed chunks waiting for one commit, at most
 FLUSH_AFTER_S = 1.0  # how long a change waits for its commit when nothing reads the index
+WRITER_WAIT_S = 10.0  # how long a writer waits for another's lock on the index directory
 BULK_HEAP = 256_000_000
 BULK_BATCH = 20_000  # rows read per batch when (re)building
 
@@ -125,7 +126,7 @@ class DataSourceKeywords:
     @contextlib.contextmanager
     def _writer(self, heap: int, threads: int) -> Iterator[tantivy.IndexWriter]:
         self.discard_pending()  # one writer at a time: what waited is replaced by what this writes
-        writer = self.index.writer(heap_size=heap, num_threads=threads)
+        writer = self._new_writer(heap, threads)
         try:
             yield writer
             writer.commit()
@@ -136,6 +137,18 @@ class DataSourceKeywords:
             writer.wait_merging_threads()  # releases the writer's lock on the directory
         self.index.reload()
 
+    def _new_writer(self, heap: int, threads: int) -> tantivy.IndexWriter:
+        """A writer, once the directory's lock is free: another process (or store) holds it while its changes wait
+        for their commit (at most :data:`FLUSH_AFTER_S`)."""
+        deadline = time.monotonic() + WRITER_WAIT_S
+        while True:
+            try:
+                return self.index.writer(heap_size=heap, num_threads=threads)
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def apply(self, removed: Sequence[int], added: Sequence[tuple[int, str]], version: int) -> None:
         """Mirror one committed change (chunk ids removed, ``(id, text)`` added) and take ``version``. The change
         waits in an open writer for :meth:`flush` (before the next read of the index, :data:`FLUSH_AFTER_S` later,
@@ -143,7 +156,7 @@ class DataSourceKeywords:
         costs fsyncs, ~10-100 ms); a crash before it leaves the sidecar behind, and the index is reconciled."""
         with self.lock:
             if self._pending is None:
-                self._pending = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+                self._pending = self._new_writer(WRITER_HEAP, 1)
             try:
                 for pk in removed:
                     self._pending.delete_documents_by_term(ID, pk)
