@@ -211,3 +211,38 @@ def test_upgrade_from_fts5_builds_the_index_then_drops_the_table(settings: Setti
     assert (settings.data_dir / "keyword" / "ds_1").is_dir()  # built at open, before any search
     assert keyword_ids(core, "alpha upgrade") == want
     core.close()
+
+
+@pytest.mark.parametrize("term_set_max", [0, 1_000_000], ids=["oversampled", "term-set"])
+def test_store_filtered_keyword_search_is_exact(
+    settings: Settings, term_set_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the store: candidates from SQL (tags, parents), the same ranking as the unfiltered one restricted."""
+    monkeypatch.setattr(keyword_index, "TERM_SET_MAX", term_set_max)
+    core = open_core(settings)
+    t = make_tenant(core, "w1")
+    rng = random.Random(9)
+    tagged: dict[str, set[str]] = {"t1": set(), "t2": set()}
+    for i in range(60):
+        tags = tuple(tag for tag in tagged if rng.random() < (0.5 if tag == "t1" else 0.1))
+        for tag in tags:
+            tagged[tag].add(f"d{i}")
+        text = " ".join(rng.choice(VOCAB) for _ in range(rng.randint(3, 25)))
+        core.documents.upsert(t.ds, UpsertRequest(f"d{i}", Section(None, text, ()), tags=tags), T0)
+    pk_doc = {pk: d.document_id for pk, d in core.store.documents_by_pk(list(range(1, 100)), with_text=False).items()}
+    for _ in range(20):
+        query = " ".join(rng.sample(VOCAB, rng.randint(1, 3)))
+        everything = core.store.keyword_search(t.ds, query, FilterSet(), 1000)
+        for tag, docs in tagged.items():
+            k = rng.choice([1, 3, 10])
+            got = core.store.keyword_search(t.ds, query, FilterSet((DocumentFilter(tags_in=(tag,)),)), k)
+            chunks = {c.pk: c.document_pk for c in core.store.chunks_of_documents(list(pk_doc))}
+            want = [h for h in everything if pk_doc[chunks[h.pk]] in docs][:k]
+            assert [round(h.score, 5) for h in got] == [round(h.score, 5) for h in want], (query, tag)
+            assert (
+                {h.pk for h in got if h.score > want[-1].score + 1e-6}
+                == {h.pk for h in want if h.score > want[-1].score + 1e-6}
+                if want
+                else got == []
+            )
+    core.close()
