@@ -11,10 +11,10 @@ another process wrote, the index is missing or unreadable) the index is reconcil
 are never reused), which for a missing index is a full build from the chunk rows.
 
 BM25 statistics are tantivy's, Lucene's semantics: a deleted chunk counts in N, a term's document frequency and the
-average length until its segment is merged. A data source of at most :data:`COMPACT_BELOW` chunks, or whose deleted
-chunks exceed :data:`COMPACT_RATIO` of its live ones, is rebuilt after a change that deleted chunks, so small data
-sources always have exact statistics and large ones drift by at most that ratio. A chunk's length is tantivy's
-one-byte field norm: exact up to 40 terms, rounded down to one of 256 steps above (as Lucene does).
+average length until its segment is merged. A data source of at most :data:`COMPACT_BELOW` chunks is rebuilt (at its
+next search) after a change that deleted chunks, so small data sources always have exact statistics; larger ones
+drift until tantivy's merges purge the deleted chunks (rebuilding them in a search would stall it). A chunk's length
+is tantivy's one-byte field norm: exact up to 40 terms, rounded down to one of 256 steps above (as Lucene does).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ TOKENIZER = "alexandria_terms"  # whitespace: the terms are analysed in Python
 assert (BM25_K1, BM25_B) == (1.2, 0.75)  # tantivy's BM25 constants, fixed in its code
 
 COMPACT_BELOW = 2_000
-COMPACT_RATIO = 0.1
 TERM_SET_MAX = 4_096  # a filter's candidates up to this many: a term-set query; more: oversampled top-k, post-filtered
 WRITER_HEAP = 32_000_000
 PENDING_MAX = 50_000  # changed chunks waiting for one commit, at most
@@ -226,7 +225,7 @@ class DataSourceKeywords:
 
     def needs_compaction(self) -> bool:
         live = self.num_docs()
-        return self.deleted > 0 and (live <= COMPACT_BELOW or self.deleted > COMPACT_RATIO * live)
+        return self.deleted > 0 and live <= COMPACT_BELOW
 
     def rebuild(self, rows: Iterable[tuple[int, str]], version: int) -> int:
         """Replace the whole index with ``rows`` (``(id, text)``) in one commit; returns how many were indexed."""
