@@ -3,13 +3,14 @@ embedded SQLite store and on PostgreSQL side by side, their answers compared dir
 totals, chunks, keyword / vector / hybrid rankings and scores under random filters, deletes, re-upserts, parent
 updates, Dify documents, segments and metadata filters, tables and their rows).
 
-Both engines index the one keyword analyzer's terms (``search/analysis.py``), so BM25 sees the same terms and
-lengths on both; ``test_natural_text_bm25`` checks it on prose in English, Chinese, Japanese, Korean, Arabic and
-German (stemming, stopwords, bigrams, normalisation).
+Both engines index the one keyword analyzer's terms (``search/analysis.py``), so BM25 sees the same terms on both;
+generated chunks hold at most 40 terms (the embedded store's tantivy index keeps a chunk's length exactly up to 40),
+so it sees the same lengths too. ``test_natural_text_bm25`` checks prose in English, Chinese, Japanese, Korean,
+Arabic and German (stemming, stopwords, bigrams, normalisation).
 
-Divergences found are pinned as strict xfails, each raising only its own failure: ``test_sql_order_by_nulls``,
-and two seeds of ``test_documents_and_searches_agree`` where one engine's HNSW index no longer reaches a live chunk
-after deletes (``sqlite-hnsw-recall``, ``postgres-hnsw-recall``)."""
+Divergences found are pinned as strict xfails, each raising only its own failure: ``test_long_chunks_bm25``,
+``test_sql_order_by_nulls``, and two seeds of ``test_documents_and_searches_agree`` where one engine's HNSW index no
+longer reaches a live chunk after deletes (``sqlite-hnsw-recall``, ``postgres-hnsw-recall``)."""
 
 # B023: every lambda below is called at once, inside ``both()``, never after its loop variables moved on.
 # ruff: noqa: B023
@@ -259,6 +260,25 @@ def test_natural_text_bm25(open_sides: Callable[..., Pair]) -> None:
             assert side.core.search.rank_chunks(side.ds, query, SearchMode.KEYWORD, FilterSet(), 10), query
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BM25 of a chunk longer than 40 words differs: tantivy (the embedded store) keeps a chunk's length in one "
+    "byte, exact up to 40 and rounded down to one of 256 steps above (as Lucene does); PostgreSQL keeps it exactly",
+)
+def test_long_chunks_bm25(open_sides: Callable[..., Pair]) -> None:
+    pair = open_sides()
+    for side in pair:
+        side.ds = side.core.dify.create_dataset(side.ws, {"name": "kb", "indexing_technique": "high_quality"})
+    rng = random.Random(4)
+    for i in range(6):
+        text = words(rng, 41, 120)  # one segment (Dify's segments are not bounded by the embedder's chunk size)
+        both(pair, lambda s: s.label(s.core.dify.create_by_text(s.ds, f"l{i}", text, DocumentOptions())[1]), "add")
+    for side in pair:
+        side.core.jobs.pool(0).drain()
+    for query in ("alpha beta", "quark", "omega sigma tau"):
+        compare_search(pair, query, SearchMode.KEYWORD, FilterSet(), 10)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Dify: documents by text, segments, document flags, metadata values, retrieval under metadata filters
 
@@ -271,7 +291,8 @@ SEGMENT_FIELDS = ("position", "content", "answer", "keywords", "hash", "word_cou
 
 
 def paragraphs(rng: random.Random) -> str:
-    return "\n\n".join(words(rng, 3, 40) for _ in range(rng.randint(1, 4)))
+    # a segment joins paragraphs: at most 40 words in all (see test_long_chunks_bm25)
+    return "\n\n".join(words(rng, 3, 10) for _ in range(rng.randint(1, 4)))
 
 
 def dify_doc(side: Side, label: str) -> Document | None:

@@ -6,6 +6,7 @@ the two engines giving the same scores."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -19,8 +20,6 @@ from alexandria.ingest.chunkers import Section
 from alexandria.search.analysis import ANALYZER_VERSION, document_terms
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
-from alexandria.storage.keyword_reindex import reanalyze_stale
-from alexandria.storage.sqlite.chunk_index import SqliteKeywordRebuild
 from alexandria.storage.sqlite.db import migrations
 from tests.fakes import HashingEmbedder
 
@@ -61,7 +60,8 @@ def data_source(core: Core) -> DataSource:
 def keyword(core: Core, ds: DataSource, query: str) -> list[tuple[str, float]]:
     hits = core.search.rank_chunks(ds, query, SearchMode.KEYWORD, FilterSet(), 10)
     docs = core.search.documents_by_pk(sorted({h.document_pk for h in hits}))
-    return [(docs[h.document_pk].document_id, round(float(h.score or 0.0), 6)) for h in hits]
+    # scores to 4 decimals: tantivy's are float32
+    return [(docs[h.document_pk].document_id, round(float(h.score or 0.0), 4)) for h in hits]
 
 
 def check_upgraded(core: Core) -> dict[str, list[tuple[str, float]]]:
@@ -78,12 +78,12 @@ def version_before_analyzer() -> int:
     return versions[versions.index(next(v for v, sql in migrations() if "keyword_analyzer" in sql)) - 1]
 
 
-def make_sqlite_old(db_path: Path, ds_id: int) -> None:
+def make_sqlite_old(data_dir: Path, ds_id: int) -> None:
     """Turn the data directory back into what the release before the analyzer left: FTS5 over the chunks' text with
-    the porter tokenizer, no analyzer column, the schema version before it."""
+    the porter tokenizer (no tantivy index), no analyzer column, the schema version before it."""
+    shutil.rmtree(data_dir / "keyword")
     fts = f'"fts_{ds_id}"'
-    with sqlite3.connect(db_path) as raw:
-        raw.execute(f"DROP TABLE {fts}")
+    with sqlite3.connect(data_dir / "alexandria.db") as raw:
         raw.execute(
             f"CREATE VIRTUAL TABLE {fts} USING fts5(text, content='chunks', content_rowid='id', "
             "tokenize='porter unicode61 remove_diacritics 2')"
@@ -96,43 +96,39 @@ def make_sqlite_old(db_path: Path, ds_id: int) -> None:
 def test_an_old_sqlite_data_directory_is_reanalysed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     ds_id = build(settings)
-    db_path = tmp_path / "data" / "alexandria.db"
-    make_sqlite_old(db_path, ds_id)
+    make_sqlite_old(tmp_path / "data", ds_id)
 
-    with caplog.at_level(logging.INFO, logger="alexandria.storage.keyword_reindex"):
+    with caplog.at_level(logging.INFO, logger="alexandria.storage.sqlite.keyword_upgrade"):
         core = open_core(settings)
     try:
-        progress = [r.getMessage() for r in caplog.records if "re-analysing" in r.getMessage()]
-        assert progress and progress[-1].endswith(f"{len(DOCS)}/{len(DOCS)} chunks"), progress
+        built = [r.getMessage() for r in caplog.records if "keyword index of data source" in r.getMessage()]
+        assert built == [f"upgrade: keyword index of data source {ds_id} built ({len(DOCS)} chunks)"], built
         check_upgraded(core)
         ds = data_source(core)
         core.documents.delete(ds, "beijing")  # a delete after the upgrade takes the document's terms out
         assert keyword(core, ds, "中国的首都") == []
     finally:
         core.close()
-    with sqlite3.connect(db_path) as raw:
-        fts = f'"fts_{ds_id}"'
-        raw.execute(f"INSERT INTO {fts} ({fts}) VALUES ('integrity-check')")
+    with sqlite3.connect(tmp_path / "data" / "alexandria.db") as raw:
         assert raw.execute("SELECT keyword_analyzer FROM data_sources").fetchall() == [(ANALYZER_VERSION,)]
-        (ddl,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = ?", (f"fts_{ds_id}",)).fetchone()
-        assert "porter" not in ddl
+        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name GLOB 'fts_*'").fetchone() == (0,)
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="alexandria.storage.keyword_reindex"):
-        open_core(settings).close()  # up to date: nothing re-analysed
-    assert not [r for r in caplog.records if "re-analysing" in r.getMessage()]
+    with caplog.at_level(logging.INFO):
+        open_core(settings).close()  # up to date: nothing rebuilt or re-analysed
+    assert not [r for r in caplog.records if "keyword index" in r.getMessage() or "re-analys" in r.getMessage()]
 
 
 def test_reanalysis_reports_progress_per_data_source(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     ds_id = build(settings)
-    make_sqlite_old(tmp_path / "data" / "alexandria.db", ds_id)
+    make_sqlite_old(tmp_path / "data", ds_id)
     seen: list[tuple[int, int, int]] = []
     core = open_core(settings)
     try:  # opening re-analysed it already: mark it stale again and run the upgrade by hand
         with core.store.db.write() as conn:
             conn.execute("UPDATE data_sources SET keyword_analyzer = 0")
-        assert reanalyze_stale(core.store.db, SqliteKeywordRebuild(), lambda *p: seen.append(p)) == [ds_id]
+        assert core.store.index.reanalyze_stale(lambda *p: seen.append(p)) == [ds_id]
         assert seen[0] == (ds_id, 0, len(DOCS)) and seen[-1] == (ds_id, len(DOCS), len(DOCS))
         check_upgraded(core)
     finally:

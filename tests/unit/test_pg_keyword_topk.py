@@ -4,7 +4,6 @@ k; and it stops early (scores fewer chunks than match) when the top k is settled
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from alexandria.config import Settings
 from alexandria.domain.filters import FilterSet
 from alexandria.ingest.chunkers import Section
-from alexandria.search.keyword import BM25_B, BM25_K1
+from alexandria.search.keyword import BM25_B, BM25_K1, bm25_idf
 from alexandria.services.documents import UpsertRequest
 from alexandria.storage.postgres import keyword_topk
 from tests.congruence import Side, open_side
@@ -23,7 +22,7 @@ ZIPF = [1.0 / (i + 1) ** 1.1 for i in range(len(VOCAB))]  # a few words in most 
 
 
 def _brute_force(side: Side, lexemes: list[str], k: int) -> list[tuple[int, float]]:
-    """BM25 of every chunk holding any lexeme, from all the data source's postings (FTS5's formula)."""
+    """BM25 of every chunk holding any lexeme, from all the data source's postings."""
     with side.core.store.db.read() as conn:  # type: ignore[attr-defined]  # the storage facade
         total, length_total = conn.one(
             "SELECT chunk_total, chunk_length_total FROM data_sources WHERE id = ?", (side.ds.id,)
@@ -39,7 +38,7 @@ def _brute_force(side: Side, lexemes: list[str], k: int) -> list[tuple[int, floa
     for lexeme, chunk_id, tf, length in postings:
         if lexeme in lexemes:
             n = freq[lexeme]
-            idf = max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6)
+            idf = bm25_idf(total, n)
             norm = 1 - BM25_B + BM25_B * length / avgdl
             scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]

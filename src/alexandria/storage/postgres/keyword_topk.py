@@ -47,7 +47,7 @@ def _contribution(idf: float, x: float) -> float:
 
 
 def bm25_term(idf: float, tf: int, length: int, avgdl: float) -> float:
-    """One term's BM25 contribution to a chunk (FTS5's formula)."""
+    """One term's BM25 contribution to a chunk."""
     return _contribution(idf, tf / (1.0 - BM25_B + BM25_B * length / avgdl))
 
 

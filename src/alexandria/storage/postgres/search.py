@@ -1,12 +1,12 @@
 """Keyword and vector search on PostgreSQL, with filters compiled to SQL.
 
-Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, IDF = ln((N - n + 0.5)/(n + 0.5))
-floored at 1e-6), over the keyword analyzer's terms (``search/analysis.py``, the terms FTS5 indexes on SQLite): a
-posting table (term, chunk, term frequency, chunk length in terms) whose covering index holds everything BM25 reads,
-so a query touches only its terms' postings, like an inverted index; N and the total length are kept per data
-source; a term's document frequency is its number of postings, cached until the data source's chunks change.
-Unfiltered queries read the postings best-first and skip those that cannot reach the top k (``keyword_topk.py``);
-filtered ones aggregate the postings of the filter's chunks.
+Keyword: BM25 computed in SQL, as the embedded store's tantivy index computes it (k1 = 1.2, b = 0.75,
+IDF = ln(1 + (N - n + 0.5)/(n + 0.5))), over the keyword analyzer's terms (``search/analysis.py``, the terms the
+embedded store indexes too): a posting table (term, chunk, term frequency, chunk length in terms) whose covering index
+holds everything BM25 reads, so a query touches only its terms' postings, like an inverted index; N and the total
+length are kept per data source; a term's document frequency is its number of postings, cached until the data
+source's chunks change. Unfiltered queries read the postings best-first and skip those that cannot reach the top k
+(``keyword_topk.py``); filtered ones aggregate the postings of the filter's chunks.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
@@ -14,7 +14,6 @@ when they are few; scores are cosines recomputed at full precision.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +24,7 @@ from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.analysis import query_terms
 from alexandria.search.ann import MAX_EF, hnsw_ef
-from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound
+from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.db import PgEngine
 from alexandria.storage.postgres.keyword_topk import top_k
@@ -114,7 +113,7 @@ class PgSearch:
                 return []
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
-            idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
+            idfs = [bm25_idf(total, n) for n in freqs]
             if filters.is_empty():  # best-first over impact-ordered postings: cost follows k
                 best = top_k(conn, int(ds.id), lexemes, idfs, freqs, avgdl, k)
                 if best is not None:

@@ -1,14 +1,11 @@
-"""The embedded store's chunk index: chunk rows, their FTS5 entries (one table per data source) and the usearch HNSW
-cache, which mirrors each committed change when it was in step with the database (``vector_version``).
-
-FTS5 indexes the keyword analyzer's terms (``search/analysis.py``), not the text: each chunk's entry is its terms
-joined by spaces, in an FTS5 table holding its own content (so a delete finds exactly the terms that were indexed,
-whatever the analyzer is now), tokenized by ``ascii``, which splits on ASCII spaces and punctuation only and so
-finds exactly the analyzer's terms."""
+"""The embedded store's chunk index: chunk rows, and two caches that mirror each committed change when they were in
+step with the database (``vector_version``): the tantivy keyword index and the usearch HNSW index of each data
+source. A cache out of step (a crash between the commits, another process) is reconciled at its next search."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -16,19 +13,20 @@ import numpy as np
 from alexandria.domain.models import DataSource
 from alexandria.errors import StorageError
 from alexandria.ingest.base import Vectors
-from alexandria.search.analysis import ANALYZER_VERSION, indexed_text
+from alexandria.search.analysis import ANALYZER_VERSION
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
-from alexandria.storage.keyword_reindex import Progress, log_progress, reanalyze_stale
-from alexandria.storage.sqlite.db import quote_ident
+from alexandria.storage.keyword_reindex import Progress, log_progress, stale_data_sources
+from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
-FTS_TOKENIZER = "ascii"
+log = logging.getLogger(__name__)
 
 
-def fts_table(data_source_id: int) -> str:
-    return quote_ident(f"fts_{int(data_source_id)}")
+def mark_analyzed(conn: Conn, data_source_id: int) -> None:
+    """Record that the data source's keyword index is (being) built by this release's analyzer."""
+    conn.execute("UPDATE data_sources SET keyword_analyzer = ? WHERE id = ?", (ANALYZER_VERSION, data_source_id))
 
 
 def vector_version(conn: Conn, data_source_id: int) -> int:
@@ -42,9 +40,9 @@ class SqliteChunkChange:
     def __init__(self, conn: Conn, ds: DataSource) -> None:
         self.conn = conn
         self.ds = ds
-        self.fts = fts_table(ds.id)
         self.removed: list[int] = []
         self.added: list[int] = []
+        self.texts: list[tuple[int, str]] = []
         self.vectors: list[Vectors] = []
 
     def add(self, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> list[int]:
@@ -57,7 +55,7 @@ class SqliteChunkChange:
                 (self.ds.id, document_pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes(),
                  chunk.segment_pk, chunk.child_pk),
             )  # fmt: skip
-            self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, indexed_text(chunk.text)))
+            self.texts.append((pk, chunk.text))
             ids.append(pk)
         self.added += ids
         if ids:
@@ -66,7 +64,6 @@ class SqliteChunkChange:
 
     def remove_document(self, document_pk: int) -> None:
         old = self.conn.all("SELECT id FROM chunks WHERE document_pk = ?", (document_pk,))
-        self.conn.executemany(f"DELETE FROM {self.fts} WHERE rowid = ?", old)
         self.conn.execute("DELETE FROM chunks WHERE document_pk = ?", (document_pk,))
         self.removed += [int(r[0]) for r in old]
 
@@ -77,43 +74,20 @@ class SqliteChunkLoad:
         self.data_sources: list[DataSource] = []
 
     def add_data_source(self, ds: DataSource) -> None:
-        create_fts(self.conn, ds.id)
+        mark_analyzed(self.conn, ds.id)  # its keyword index is built by this analyzer after the commit
         self.data_sources.append(ds)
 
     def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the cache is built after the commit
-
-
-def create_fts(conn: Conn, data_source_id: int) -> None:
-    """The data source's FTS5 table, empty (one left by a deleted data source of this id, or by an earlier analyzer,
-    dropped), recorded as built by this analyzer."""
-    conn.execute(f"DROP TABLE IF EXISTS {fts_table(data_source_id)}")
-    conn.execute(f"CREATE VIRTUAL TABLE {fts_table(data_source_id)} USING fts5(text, tokenize='{FTS_TOKENIZER}')")
-    conn.execute("UPDATE data_sources SET keyword_analyzer = ? WHERE id = ?", (ANALYZER_VERSION, data_source_id))
-
-
-class SqliteKeywordRebuild:
-    """:class:`~alexandria.storage.keyword_reindex.KeywordRebuild` over FTS5: a new table, filled with the terms."""
-
-    def start(self, conn: Conn, ds_id: int) -> None:
-        create_fts(conn, ds_id)
-
-    def add(self, conn: Conn, ds_id: int, analysed: Sequence[tuple[int, list[str]]]) -> None:
-        conn.executemany(
-            f"INSERT INTO {fts_table(ds_id)} (rowid, text) VALUES (?, ?)",
-            [(pk, " ".join(terms)) for pk, terms in analysed],
-        )
-
-    def finish(self, conn: Conn, ds_id: int) -> None:
-        """FTS5 keeps its own lengths."""
+        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the caches are built after the commit
 
 
 class SqliteChunkIndex:
     vector_column = "vector"
 
-    def __init__(self, db: Database, vectors: VectorIndexes) -> None:
+    def __init__(self, db: Database, vectors: VectorIndexes, keywords: KeywordIndexes) -> None:
         self.db = db
         self.vectors = vectors
+        self.keywords = keywords
 
     def stored_vector(self, value: object) -> Vectors:
         if not isinstance(value, bytes | memoryview):
@@ -123,7 +97,8 @@ class SqliteChunkIndex:
     @contextlib.contextmanager
     def change(self, ds: DataSource) -> Iterator[SqliteChunkChange]:
         index = self.vectors.get(ds.id, ds.dim)
-        with index.lock:
+        keywords = self.keywords.get(ds.id)
+        with index.lock, keywords.lock:  # a search seeing the new version waits for the mirrors, not reconciles
             with self.db.write() as conn:
                 before = vector_version(conn, ds.id)
                 change = SqliteChunkChange(conn, ds)
@@ -138,13 +113,40 @@ class SqliteChunkIndex:
                 if change.added:
                     index.add(np.array(change.added, dtype=np.int64), np.concatenate(change.vectors))
                 index.version = after
+            if after != before and keywords.version == before:
+                self._mirror_keywords(keywords, ds, change, after)
+
+    def _mirror_keywords(
+        self, keywords: DataSourceKeywords, ds: DataSource, change: SqliteChunkChange, after: int
+    ) -> None:
+        try:
+            keywords.apply(change.removed, change.texts, after)  # committed before the next search reads it
+        except Exception:  # the database committed: the index is out of step, reconciled at its next search
+            log.exception("keyword index of data source %d left out of step", ds.id)
 
     def create(self, conn: Conn, ds: DataSource) -> None:
-        create_fts(conn, ds.id)
+        self.keywords.drop(ds.id)  # left by a deleted data source of this id
+        self.keywords.get(ds.id).start(vector_version(conn, ds.id))  # empty and in step: later changes are mirrored
+        mark_analyzed(conn, ds.id)
 
     def reanalyze_stale(self, on_progress: Progress = log_progress) -> list[int]:
-        """Rebuild the keyword index of the data sources built by another analyzer (``storage/keyword_reindex.py``)."""
-        return reanalyze_stale(self.db, SqliteKeywordRebuild(), on_progress)
+        """Rebuild the keyword index of every data source built by another analyzer (``storage/keyword_reindex.py``
+        says how stale ones are found): its chunks' texts re-analysed into a new tantivy index, then the data source
+        marked. A crash in between leaves it unmarked, so the next open rebuilds it again."""
+        done: list[int] = []
+        for ds_id in stale_data_sources(self.db):
+            index = self.keywords.get(ds_id)
+            with self.db.snapshot() as conn:
+                version = vector_version(conn, ds_id)
+                total = int(conn.scalar("SELECT count(*) FROM chunks WHERE data_source_id = ?", (ds_id,)))
+                on_progress(ds_id, 0, total)
+                rows = conn.raw.execute("SELECT id, text FROM chunks WHERE data_source_id = ?", (ds_id,))
+                count = index.rebuild(((int(r[0]), str(r[1])) for r in rows), version)
+            with self.db.write() as conn:
+                mark_analyzed(conn, ds_id)
+            on_progress(ds_id, count, total)
+            done.append(ds_id)
+        return done
 
     @contextlib.contextmanager
     def dropping(self, ds: DataSource) -> Iterator[Conn]:
@@ -152,8 +154,8 @@ class SqliteChunkIndex:
         with index.lock:
             with self.db.write() as conn:
                 yield conn
-                conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")
             self.vectors.drop(ds.id)
+            self.keywords.drop(ds.id)
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
@@ -164,8 +166,13 @@ class SqliteChunkIndex:
                 "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
                 [(ds.id,) for ds in load.data_sources],
             )
-        # committed: each loaded data source's HNSW cache, built now (so the first search finds it ready)
+        # committed: each loaded data source's caches, built now (so the first search finds them ready), the keyword
+        # index in one writer commit
         for ds in load.data_sources:
+            self.keywords.drop(ds.id)
+            keywords = self.keywords.get(ds.id)
+            with keywords.lock, self.db.snapshot() as conn:
+                keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
             self.vectors.drop(ds.id)  # a stale cache of a deleted data source that had this id
             index = self.vectors.get(ds.id, ds.dim)
             with index.lock, self.db.snapshot() as conn:
