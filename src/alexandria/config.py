@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads of the separate session that embeds search queries, inline in "
         "each search's own thread (never queued behind document embeddings).",
     )
+    query_cache_size: int = Field(
+        1024,
+        ge=0,
+        description="Distinct search queries whose vectors each embedder remembers (least recently used out; 0: "
+        "none): a repeated search skips the model.",
+    )
     embed_write_nice: int = Field(
         5,
         ge=0,
