@@ -54,12 +54,6 @@ class EmbedderRegistry:
             return OPENAI_PREFIX + self.settings.openai_model
         return MINILM_INT8 if self.settings.embedder_quantize else MINILM
 
-    def local_names(self) -> list[str]:
-        """The local models a data source may name (the multilingual one only where its package is installed)."""
-        from alexandria.ingest.multilingual_e5 import e5_available
-
-        return [MINILM, MINILM_INT8, *([MULTILINGUAL_E5] if e5_available() else [])]
-
     def optional_models(self) -> list[tuple[str, int]]:
         """``(published name, input limit in tokens)`` of the installed models a data source may choose besides
         the default, read without loading them (Dify's model list)."""
