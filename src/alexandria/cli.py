@@ -168,7 +168,12 @@ def datasources() -> None:
 @data_dir_option
 @click.option("--workspace", required=True)
 @click.option("--description", default=None)
-@click.option("--embedder", default=None, help="minilm (default), minilm-int8 or openai/<model>.")
+@click.option(
+    "--embedder",
+    default=None,
+    help="minilm (default, English), minilm-int8, multilingual-e5-small (any language; needs "
+    "`pip install 'alexandria[multilingual]'`) or openai/<model>.",
+)
 @click.option("--chunk-size", type=int, default=None, help="Chunk size in model tokens (default: model limit).")
 @click.option("--space", default=None, help="Space id or name (default: the global space).")
 @click.option(
