@@ -38,6 +38,7 @@ class SqliteChunkChange:
         self.fts = fts_table(ds.id)
         self.removed: list[int] = []
         self.added: list[int] = []
+        self.added_documents: list[int] = []  # the document of each added chunk
         self.vectors: list[Vectors] = []
 
     def add(self, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> list[int]:
@@ -53,6 +54,7 @@ class SqliteChunkChange:
             self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, chunk.text))
             ids.append(pk)
         self.added += ids
+        self.added_documents += [document_pk] * len(ids)
         if ids:
             self.vectors.append(vecs)
         return ids
@@ -113,7 +115,11 @@ class SqliteChunkIndex:
             if after != before and index.version == before:
                 index.remove(np.array(change.removed, dtype=np.int64))
                 if change.added:
-                    index.add(np.array(change.added, dtype=np.int64), np.concatenate(change.vectors))
+                    index.add(
+                        np.array(change.added, dtype=np.int64),
+                        np.concatenate(change.vectors),
+                        np.array(change.added_documents, dtype=np.int64),
+                    )
                 index.version = after
 
     def create(self, conn: Conn, ds: DataSource) -> None:
