@@ -1,8 +1,8 @@
-"""The HNSW ef rule both engines use (search/ann.py)."""
+"""The HNSW ef rule and the filtered-search plan both engines use (search/ann.py)."""
 
 from __future__ import annotations
 
-from alexandria.search.ann import MAX_EF, REFERENCE_SIZE, hnsw_ef
+from alexandria.search.ann import MAX_EF, REFERENCE_SIZE, filtered_plan, hnsw_ef, widened
 
 
 def test_ef_is_the_configured_one_up_to_the_reference_size() -> None:
@@ -21,3 +21,33 @@ def test_ef_is_at_least_k_and_at_most_pgvectors_limit() -> None:
     assert hnsw_ef(128, 500, 1_000) == 500
     assert hnsw_ef(128, 10, 10**9) == MAX_EF
     assert hnsw_ef(128, 2_000, 10**9) == 2_000  # k wins: a search must be able to return k
+
+
+def test_filtered_plan_is_exact_for_few_candidates() -> None:
+    assert filtered_plan(500, 1_000_000, 10, 128, 20_000).exact
+    assert filtered_plan(20_000, 1_000_000, 10, 128, 20_000).exact
+    assert filtered_plan(5, 1_000_000, 10, 128, 0).exact  # fewer candidates than k
+    assert filtered_plan(0, 0, 10, 128, 0).exact
+
+
+def test_filtered_plan_oversamples_hnsw_for_many_candidates() -> None:
+    plan = filtered_plan(100_000, 1_000_000, 10, 128, 20_000)  # a 10% filter at 1M
+    assert not plan.exact
+    assert plan.fetch >= 10 * 10 * 2  # k over the filter's share, twice
+    assert plan.ef >= plan.fetch and plan.ef >= hnsw_ef(128, 10, 1_000_000)
+
+
+def test_filtered_plan_goes_exact_where_hnsw_would_cost_more() -> None:
+    # 10,000 of 1M pass: HNSW would need ~2,000 results (ef likewise) to keep k, more work than scoring them all
+    assert filtered_plan(10_000, 1_000_000, 10, 128, 0).exact
+    assert filtered_plan(10_000, 1_000_000, 10, 128, 0).fetch >= 2_000
+    assert not filtered_plan(500_000, 1_000_000, 10, 128, 0).exact
+
+
+def test_widening_ends_exact() -> None:
+    plan = filtered_plan(300_000, 1_000_000, 10, 128, 20_000)
+    fetches = []
+    while not plan.exact:
+        fetches.append(plan.fetch)
+        plan = widened(plan, 300_000, 1_000_000, 128)
+    assert fetches == sorted(fetches) and len(fetches) >= 2
