@@ -76,9 +76,15 @@ def main() -> None:
     if not args.data.exists():
         args.data = Path("/work/shared/data")
 
-    corpus = gen.load_corpus(args.data, args.queries, 0, 400, args.seed)
-    embedded = embed_all({"cluster centres": corpus.centre_texts, "queries": corpus.queries})
-    centres, queries = embedded["cluster centres"], embedded["queries"][: args.queries]
+    cache = Path(f"/tmp/ann-recall-embeddings-{args.queries}-{args.seed}.npz")
+    if cache.exists():  # the real model's embeddings of the same texts: minutes on a loaded machine
+        with np.load(cache) as saved:
+            centres, queries = saved["centres"], saved["queries"]
+    else:
+        corpus = gen.load_corpus(args.data, args.queries, 0, 400, args.seed)
+        embedded = embed_all({"cluster centres": corpus.centre_texts, "queries": corpus.queries})
+        centres, queries = embedded["cluster centres"], embedded["queries"][: args.queries]
+        np.savez(cache, centres=centres, queries=queries)
     n_docs = -(-args.chunks // gen.PER_DOC)
     t0 = time.perf_counter()
     data = vectors(n_docs, centres, args.seed)
