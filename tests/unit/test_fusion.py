@@ -139,9 +139,16 @@ def test_the_more_confident_signal_gets_more_weight() -> None:
     assert confidence_weight(_candidates(keyword, sharper)) > base
 
 
-def test_agreement_is_a_correlation() -> None:
-    xs = [1.0, 2.0, 3.0, 4.0]
-    assert agreement(xs, [2 * x for x in xs]) == pytest.approx(1.0)
-    assert agreement(xs, [-x for x in xs]) == pytest.approx(-1.0)
-    assert agreement(xs, [1.0] * 4) == 0.0
+def test_agreement_is_the_significance_of_a_correlation() -> None:
+    rng = random.Random(4)
+    xs = [rng.random() for _ in range(200)]
+    assert agreement(xs, [2 * x + rng.gauss(0, 0.1) for x in xs]) > 10
+    assert agreement(xs, [-x for x in xs]) < -10
+    unrelated = [abs(agreement(xs, [rng.random() for _ in xs])) for _ in range(50)]
+    assert sorted(unrelated)[25] < 1.5  # unrelated lists: |t| mostly within noise
+    # the same correlation is more significant over more pairs
+    few, many = xs[:20], xs
+    noisy = [x + rng.gauss(0, 0.5) for x in xs]
+    assert agreement(many, noisy) > agreement(few, noisy[:20])
+    assert agreement(xs[:4], [1.0] * 4) == 0.0
     assert agreement([1.0, 2.0], [1.0, 2.0]) == 0.0

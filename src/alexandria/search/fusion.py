@@ -6,12 +6,20 @@ computed exactly for keyword-only candidates; BM25 for vector-only candidates re
 
 ``confidence`` (default): a per-query weighted sum of the two calibrated scores, ``λ_k · BM25/bound + λ_v · cos``,
 where ``bound`` is the most BM25 any chunk could score for the query (:func:`alexandria.search.keyword.bm25_bound`),
-so both terms lie in [0, 1] with one meaning across queries. The weights follow each signal's confidence for THIS
-query: a signal's confidence is how far its best score stands above the rest of its own top list, in standard
-deviations of that list (a signal whose top list is flat, e.g. an English model on Arabic text, carries no evidence
-for the query); each signal is standardised by that same spread, so
-``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1; the ranking is that of a confidence-weighted sum of z-scores).
-A signal with no confident top (no keyword match, a flat list) gets weight 0 and the other ranks alone.
+so both terms lie in [0, 1] with one meaning across queries. The weights follow the evidence each signal shows for
+THIS query (:func:`confidence_weight`):
+
+1. confidence: how many standard deviations of its own top-50 scores a signal's best score stands above their mean;
+   for the vector signal scaled down when that gap is under 0.2 in cosine (a flat top list: e.g. an English model
+   on Arabic text gives every chunk a similar, high cosine);
+2. agreement: over the chunks keyword search ranks, the t statistic of the correlation between BM25 and cosine.
+   When it is not significant (t ≤ 1) the signals disagree and at most one carries evidence: the less confident one
+   is dropped (weight 0), fully counted from t ≥ 3, in proportion between;
+3. each signal standardised by its top list's spread: ``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1), so
+   the ranking is that of a confidence-weighted sum of z-scores, and the fused score stays a calibrated [0, 1] value
+   (what Dify reports; a request's own weights replace the λ).
+
+A signal with no evidence (no keyword match, a flat list) gets weight 0 and the other ranks alone.
 
 ``convex``: each signal min-max normalised over the candidates, ``alpha · vector + (1 - alpha) · keyword``.
 ``rrf``: reciprocal rank fusion, ``sum 1 / (60 + rank)`` over the two top-N lists.
@@ -29,8 +37,8 @@ FusionMethod = Literal["confidence", "convex", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("confidence", "convex", "rrf")
 CONFIDENCE_DEPTH = 50  # each signal's top list whose spread standardises it and measures its confidence
 COSINE_GAP = 0.2  # a best cosine this far above its top list's mean counts fully; a flatter top list proportionally
-AGREEMENT_NONE = 0.05  # signals' correlation over the keyword top list at or below which the weaker one is dropped
-AGREEMENT_FULL = 0.2  # ... and from which it counts fully
+AGREEMENT_NONE = 1.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
+AGREEMENT_FULL = 3.0  # ... and from which it counts fully (in between, in proportion)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,11 @@ class Candidates:
 
     def ids(self) -> list[int]:
         return sorted(set(self.keyword) | set(self.vector))
+
+    @property
+    def bound(self) -> float:
+        """The BM25 bound, or the best BM25 when no bound is known (so a keyword match always counts)."""
+        return self.keyword_bound if self.keyword_bound > 0 else max(self.keyword.values(), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ def calibrated_sum(c: Candidates, vector_weight: float) -> dict[int, float]:
     out: dict[int, float] = {}
     for k in c.ids():
         out[k] = vector_weight * calibrated_vector(c.vector.get(k)) + (1.0 - vector_weight) * calibrated_keyword(
-            c.keyword.get(k), c.keyword_bound
+            c.keyword.get(k), c.bound
         )
     return out
 
@@ -107,7 +120,9 @@ def spread(scores: Sequence[float], depth: int | None = None) -> tuple[float, fl
 
 
 def agreement(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Pearson correlation of two score lists (0.0 when either is constant or under three pairs)."""
+    """How significantly two score lists of the same chunks correlate: the t statistic of their Pearson
+    correlation, ``r · sqrt(n - 2) / sqrt(1 - r²)`` (0.0 when either is constant or under three pairs). About 0
+    (within ±1) when the lists are unrelated, whatever their length."""
     n = len(xs)
     if n < 3:
         return 0.0
@@ -116,7 +131,9 @@ def agreement(xs: Sequence[float], ys: Sequence[float]) -> float:
     syy = sum((y - my) ** 2 for y in ys)
     if sxx <= 1e-12 or syy <= 1e-12:
         return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+    r = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+    r = min(max(r, -0.999999), 0.999999)
+    return r * math.sqrt(n - 2) / math.sqrt(1.0 - r * r)
 
 
 def confidence_weight(c: Candidates) -> float:
@@ -124,20 +141,20 @@ def confidence_weight(c: Candidates) -> float:
     kw_z, kw_sd, _ = spread([c.keyword[k] for k in c.keyword_ranked if k in c.keyword])
     vec_z, vec_sd, vec_gap = spread([c.vector[k] for k in c.vector_ranked if k in c.vector])
     kw_conf, vec_conf = kw_z, vec_z * min(1.0, vec_gap / COSINE_GAP)
-    # agreement: do the chunks keyword search ranks high also score high by cosine? Near 0 when either signal is
-    # noise for this query; then only the more confident signal counts
+    # agreement: over the chunks keyword search ranks, does the cosine rise with BM25? Not significantly when either
+    # signal is noise for this query; then only the more confident signal counts
     pairs = [(c.keyword[k], c.vector[k]) for k in c.keyword_ranked if k in c.keyword and k in c.vector]
-    agree = agreement([p[0] for p in pairs], [p[1] for p in pairs])
-    share = min(1.0, max(0.0, (agree - AGREEMENT_NONE) / (AGREEMENT_FULL - AGREEMENT_NONE)))
+    t = agreement([p[0] for p in pairs], [p[1] for p in pairs])
+    share = min(1.0, max(0.0, (t - AGREEMENT_NONE) / (AGREEMENT_FULL - AGREEMENT_NONE)))
     if vec_conf <= kw_conf:
         vec_conf *= share
     else:
         kw_conf *= share
     # z-score weights: λ_k · BM25/bound ranks as (kw_conf / kw_sd) · BM25, hence λ_k ∝ kw_conf · bound / kw_sd
-    a_kw = kw_conf * c.keyword_bound / kw_sd if kw_sd > 0 and c.keyword_bound > 0 else 0.0
+    a_kw = kw_conf * c.bound / kw_sd if kw_sd > 0 and c.bound > 0 else 0.0
     a_vec = vec_conf / vec_sd if vec_sd > 0 else 0.0
     if a_kw + a_vec <= 0:  # neither signal confident: the one whose top stands out more
-        return 0.0 if kw_sd > 0 and c.keyword_bound > 0 and kw_z >= vec_z else 1.0
+        return 0.0 if kw_sd > 0 and c.bound > 0 and kw_z >= vec_z else 1.0
     return a_vec / (a_kw + a_vec)
 
 
