@@ -125,7 +125,7 @@ class _Bars:
 
 def _table(result: Any, summary: dict[str, Any]) -> Table:
     table = Table(title=f"{result.name}: {result.documents} documents, {len(result.queries)} queries")
-    table.add_column("variant")
+    table.add_column("variant", no_wrap=True)
     for col in ("ndcg@10", "recall@10", "recall@100", "mrr", "best / worst on queries"):
         table.add_column(col, justify="right")
     best = max((m["ndcg@10"] for m in result.table.values()), default=0.0)
