@@ -12,9 +12,10 @@ THIS query (:func:`confidence_weight`):
 1. confidence: how many standard deviations of its own top-50 scores a signal's best score stands above their mean;
    for the vector signal scaled down when that gap is under 0.2 in cosine (a flat top list: e.g. an English model
    on Arabic text gives every chunk a similar, high cosine);
-2. agreement: over the chunks keyword search ranks, the t statistic of the correlation between BM25 and cosine.
-   When it is not significant (t ≤ 1) the signals disagree and at most one carries evidence: the less confident one
-   is dropped (weight 0), fully counted from t ≥ 3, in proportion between;
+2. agreement: the t statistic of the correlation between BM25 (0 without a match) and cosine over the chunks
+   keyword search ranks, and over those vector search ranks; the larger counts. When it is not significant (t ≤ 2,
+   about p = 0.05) the signals disagree and at most one carries evidence: the less confident one is dropped
+   (weight 0); it counts fully from t ≥ 4, in proportion between;
 3. each signal standardised by its top list's spread: ``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1), so
    the ranking is that of a confidence-weighted sum of z-scores, and the fused score stays a calibrated [0, 1] value
    (what Dify reports; a request's own weights replace the λ).
@@ -37,8 +38,8 @@ FusionMethod = Literal["confidence", "convex", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("confidence", "convex", "rrf")
 CONFIDENCE_DEPTH = 50  # each signal's top list whose spread standardises it and measures its confidence
 COSINE_GAP = 0.2  # a best cosine this far above its top list's mean counts fully; a flatter top list proportionally
-AGREEMENT_NONE = 1.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
-AGREEMENT_FULL = 3.0  # ... and from which it counts fully (in between, in proportion)
+AGREEMENT_NONE = 2.0  # t statistic of the signals' correlation (about p = 0.05) at or below which the weaker signal
+AGREEMENT_FULL = 4.0  # is dropped, and from which it counts fully (in between, in proportion)
 
 
 @dataclass(frozen=True)
@@ -136,15 +137,19 @@ def agreement(xs: Sequence[float], ys: Sequence[float]) -> float:
     return r * math.sqrt(n - 2) / math.sqrt(1.0 - r * r)
 
 
+def _agreement_over(c: Candidates, ranked: Sequence[int]) -> float:
+    pairs = [(c.keyword.get(k, 0.0), c.vector[k]) for k in ranked if k in c.vector]
+    return agreement([p[0] for p in pairs], [p[1] for p in pairs])
+
+
 def confidence_weight(c: Candidates) -> float:
     """The vector weight λ_v for this query (see the module docstring)."""
     kw_z, kw_sd, _ = spread([c.keyword[k] for k in c.keyword_ranked if k in c.keyword])
     vec_z, vec_sd, vec_gap = spread([c.vector[k] for k in c.vector_ranked if k in c.vector])
     kw_conf, vec_conf = kw_z, vec_z * min(1.0, vec_gap / COSINE_GAP)
-    # agreement: over the chunks keyword search ranks, does the cosine rise with BM25? Not significantly when either
-    # signal is noise for this query; then only the more confident signal counts
-    pairs = [(c.keyword[k], c.vector[k]) for k in c.keyword_ranked if k in c.keyword and k in c.vector]
-    t = agreement([p[0] for p in pairs], [p[1] for p in pairs])
+    # agreement: over the chunks either signal ranks, does the cosine rise with BM25 (0 where no keyword match)? Not
+    # significantly when either signal is noise for this query; then only the more confident signal counts
+    t = max(_agreement_over(c, c.keyword_ranked), _agreement_over(c, c.vector_ranked))
     share = min(1.0, max(0.0, (t - AGREEMENT_NONE) / (AGREEMENT_FULL - AGREEMENT_NONE)))
     if vec_conf <= kw_conf:
         vec_conf *= share
