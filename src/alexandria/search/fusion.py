@@ -13,9 +13,9 @@ THIS query (:func:`confidence_weight`):
    for the vector signal scaled down when that gap is under 0.2 in cosine (a flat top list: e.g. an English model
    on Arabic text gives every chunk a similar, high cosine);
 2. agreement: the t statistic of the correlation between BM25 (0 without a match) and cosine over the chunks
-   keyword search ranks, and over those vector search ranks; the larger counts. When it is not significant (t ≤ 2,
-   about p = 0.05) the signals disagree and at most one carries evidence: the less confident one is dropped
-   (weight 0); it counts fully from t ≥ 4, in proportion between;
+   keyword search ranks, and over those vector search ranks; the larger counts. When it is not clearly significant
+   (t ≤ 3) the signals disagree and at most one carries evidence: the less confident one is dropped (weight 0); it
+   counts fully from t ≥ 5, in proportion between;
 3. each signal standardised by its top list's spread: ``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1), so
    the ranking is that of a confidence-weighted sum of z-scores, and the fused score stays a calibrated [0, 1] value
    (what Dify reports; a request's own weights replace the λ).
@@ -38,8 +38,8 @@ FusionMethod = Literal["confidence", "convex", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("confidence", "convex", "rrf")
 CONFIDENCE_DEPTH = 50  # each signal's top list whose spread standardises it and measures its confidence
 COSINE_GAP = 0.2  # a best cosine this far above its top list's mean counts fully; a flatter top list proportionally
-AGREEMENT_NONE = 2.0  # t statistic of the signals' correlation (about p = 0.05) at or below which the weaker signal
-AGREEMENT_FULL = 4.0  # is dropped, and from which it counts fully (in between, in proportion)
+AGREEMENT_NONE = 3.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
+AGREEMENT_FULL = 5.0  # ... and from which it counts fully (in between, in proportion)
 
 
 @dataclass(frozen=True)
