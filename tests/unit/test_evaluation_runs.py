@@ -70,11 +70,11 @@ def test_variants_side_by_side_with_diagnostics_and_cache(
         assert all(scores[w] == min(scores.values()) for w in q["worst"])
     summary = diag["summary"]["keyword"]
     assert summary["best"] == sum("keyword" in q["best"] for q in diag["queries"].values())
-    # a second run finds the corpus cached and embeds only the queries
+    # a second run finds the corpus cached and embeds at most the queries (they may be cached too)
     embedded_docs = sum(fake_embedder.calls)
     fake_embedder.calls.clear()
     again = runs.evaluate_set(core, directory, ["hybrid"], [FusionSpec()], ["fake"], tmp_path / "cache")
-    assert sum(fake_embedder.calls) == len(result.queries) < embedded_docs
+    assert sum(fake_embedder.calls) <= len(result.queries) < embedded_docs
     assert again.table["hybrid:confidence"] == result.table["hybrid:confidence"]
 
 
