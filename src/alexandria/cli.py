@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from alexandria import cli_spaces, transfer
+from alexandria import cli_eval, cli_spaces, transfer
 from alexandria.cli_common import data_dir_option, err, fail, open_core, progress, settings_for
 from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import Role, SearchMode
@@ -327,38 +327,6 @@ def search(data_dir: Path | None, workspace: str, data_source: str, mode: str, t
             )
 
 
-@main.command("eval")
-@data_dir_option
-@click.option("--alpha", type=float, default=None, help="Hybrid vector weight (default: settings).")
-@click.option("--fusion", type=click.Choice(["convex", "rrf"]), default=None)
-@click.option("--embedder", default=None, help="Embedder for the evaluation data source.")
-@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def eval_command(
-    data_dir: Path | None, alpha: float | None, fusion: str | None, embedder: str | None, dataset_dir: Path
-) -> None:
-    """Ingest a BEIR-layout set into a fresh data source and print nDCG@10, Recall@10, Recall@100 and MRR for
-    keyword, vector and hybrid search (one JSON object, last line). Re-running reuses an identical ingest."""
-    from alexandria import evaluation
-
-    settings = settings_for(data_dir, hybrid_alpha=alpha, fusion=fusion)
-    data = evaluation.load_beir(dataset_dir)
-    with open_core(settings) as core:
-        ws, _ = core.catalog.ensure_workspace("eval")
-        name = f"beir-{dataset_dir.resolve().name}-{embedder or core.embedders.default_name()}".replace("/", "-")
-        ds = core.catalog.find_data_source(ws, name) or core.catalog.create_data_source(ws, name, embedder=embedder)
-        t0 = time.perf_counter()
-        with progress() as bar:
-            task = bar.add_task("embedding", total=None)
-            stored = evaluation.ingest_corpus(core, ds, data, 1, on_embedded=lambda n: bar.advance(task, n))
-        ingest_s = time.perf_counter() - t0
-        err.print(f"{stored} documents ready in {ingest_s:.1f}s; {len(data.qrels)} judged queries")
-        modes = [SearchMode.KEYWORD, SearchMode.VECTOR, SearchMode.HYBRID]
-        with progress() as bar:
-            task = bar.add_task("querying", total=len(modes) * len(data.qrels))
-            result = evaluation.evaluate(core, ds, data, modes, on_query=lambda: bar.advance(task))
-        click.echo(json.dumps(result))
-
-
 @main.command()
 @click.option(
     "--url",
@@ -392,6 +360,7 @@ def mcp(url: str, allow_writes: bool) -> None:
 
 
 cli_spaces.register(main, keys)  # the spaces, groups, views and key management commands
+main.add_command(cli_eval.eval_command)
 transfer.register(main)  # export and import (moving a workspace between stores)
 
 if __name__ == "__main__":

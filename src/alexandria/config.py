@@ -101,10 +101,13 @@ class Settings(BaseSettings):
         0.6,
         ge=0.0,
         le=1.0,
-        description="Weight of the vector signal in hybrid search (convex combination of normalised scores).",
+        description="Vector weight of `convex` fusion, and of Dify's hybrid retrieval when a request sets no weights "
+        "and the fusion is not `confidence`.",
     )
-    fusion: Literal["convex", "rrf"] = Field(
-        "convex", description="Hybrid fusion: `convex` (normalised score combination) or `rrf` (reciprocal rank)."
+    fusion: Literal["confidence", "convex", "rrf"] = Field(
+        "confidence",
+        description="Hybrid fusion: `confidence` (calibrated scores weighted per query by each signal's confidence), "
+        "`convex` (min-max normalised scores, fixed `hybrid_alpha`) or `rrf` (reciprocal rank).",
     )
     hybrid_candidates: int = Field(100, description="Candidates taken from each signal before hybrid fusion.")
     exact_search_max_candidates: int = Field(

@@ -92,8 +92,10 @@ def ingest_corpus(
     now_ms: int,
     on_embedded: Callable[[int], None] | None = None,
     batch: int = 256,
+    on_documents: Callable[[int], None] | None = None,
 ) -> int:
-    """Upsert the corpus (title as a section prefix over the text); returns the number of documents stored."""
+    """Upsert the corpus (title as a section prefix over the text); returns the number of documents stored.
+    ``on_embedded(n)`` reports chunks embedded, ``on_documents(n)`` documents stored (after each batch)."""
     stored = 0
     for start in range(0, len(data.corpus), batch):
         reqs = [
@@ -109,6 +111,8 @@ def ingest_corpus(
             if isinstance(result, AlexandriaError):
                 raise result
             stored += 1
+        if on_documents is not None:
+            on_documents(len(reqs))
     return stored
 
 

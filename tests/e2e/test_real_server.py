@@ -87,11 +87,11 @@ def test_cli_search_and_eval(server: tuple[str, str, str, str], tmp_path: Path) 
     queries = [{"_id": "q1", "text": "cellular respiration ATP"}, {"_id": "q2", "text": "lava eruption"}]
     (beir / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tmitochondria\t1\nq2\tvolcano\t1\n")
-    result = json.loads(run_cli("eval", str(beir), "--data-dir", str(tmp_path / "evaldata"), env=env))
-    assert set(result) == {"keyword", "vector", "hybrid"}
+    result = json.loads(run_cli("eval", str(beir), "--cache-dir", str(tmp_path / "evaldata"), env=env))["tiny"]
+    assert set(result) == {"keyword", "vector", "hybrid:confidence"}
     for mode in result.values():
         assert set(mode) == {"ndcg@10", "recall@10", "recall@100", "mrr"}
-    assert result["hybrid"]["mrr"] == 1.0 and result["hybrid"]["recall@10"] == 1.0
+    assert result["hybrid:confidence"]["mrr"] == 1.0 and result["hybrid:confidence"]["recall@10"] == 1.0
 
 
 def test_cli_ingest_while_the_server_runs(server: tuple[str, str, str, str], tmp_path: Path) -> None:

@@ -1,18 +1,166 @@
 """Hybrid fusion of keyword and vector scores.
 
-``convex`` (default): every candidate from either list gets BOTH scores (cosine computed exactly for keyword-only
-candidates; BM25 for vector-only candidates read from one deeper ranked BM25 pass, 0 beyond it), each signal is
-min-max normalised over the candidate set, and the fused score is ``alpha * vector + (1 - alpha) * keyword``, in
-[0, 1]. Because both signals are known for every candidate, a document strong in one signal and merely absent from
-the other's top-N is not penalised as it is with rank fusion. ``rrf``: reciprocal rank fusion,
-``sum 1 / (60 + rank)``.
+Every method ranks the same candidates: the union of each signal's top-N chunks, each with BOTH scores (cosine
+computed exactly for keyword-only candidates; BM25 for vector-only candidates read from one deeper ranked BM25 pass,
+0 beyond it), so a chunk strong in one signal and merely absent from the other's top-N is not penalised.
+
+``confidence`` (default): a per-query weighted sum of the two calibrated scores, ``λ_k · BM25/bound + λ_v · cos``,
+where ``bound`` is the most BM25 any chunk could score for the query (:func:`alexandria.search.keyword.bm25_bound`),
+so both terms lie in [0, 1] with one meaning across queries. The weights follow the evidence each signal shows for
+THIS query (:func:`confidence_weight`):
+
+1. confidence: how many standard deviations of its own top-50 scores a signal's best score stands above their mean;
+   for the vector signal scaled down when that gap is under 0.2 in cosine (a flat top list: e.g. an English model
+   on Arabic text gives every chunk a similar, high cosine);
+2. agreement: the t statistic of the correlation between BM25 (0 without a match) and cosine over the chunks
+   keyword search ranks, and over those vector search ranks; the larger counts. When it is not clearly significant
+   (t ≤ 3) the signals disagree and at most one carries evidence: the less confident one is dropped (weight 0); it
+   counts fully from t ≥ 5, in proportion between;
+3. each signal standardised by its top list's spread: ``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1), so
+   the ranking is that of a confidence-weighted sum of z-scores, and the fused score stays a calibrated [0, 1] value
+   (what Dify reports; a request's own weights replace the λ).
+
+A signal with no evidence (no keyword match, a flat list) gets weight 0 and the other ranks alone.
+
+``convex``: each signal min-max normalised over the candidates, ``alpha · vector + (1 - alpha) · keyword``.
+``rrf``: reciprocal rank fusion, ``sum 1 / (60 + rank)`` over the two top-N lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 RRF_K = 60
+FusionMethod = Literal["confidence", "convex", "rrf"]
+FUSION_METHODS: tuple[FusionMethod, ...] = ("confidence", "convex", "rrf")
+CONFIDENCE_DEPTH = 50  # each signal's top list whose spread standardises it and measures its confidence
+COSINE_GAP = 0.2  # a best cosine this far above its top list's mean counts fully; a flatter top list proportionally
+AGREEMENT_NONE = 3.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
+AGREEMENT_FULL = 5.0  # ... and from which it counts fully (in between, in proportion)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One query's hybrid candidates: every candidate's BM25 (absent: no match within the scored depth) and cosine,
+    each signal's own ranking (best first), and the BM25 bound of the query (0.0: no keyword term)."""
+
+    keyword: Mapping[int, float]
+    vector: Mapping[int, float]
+    keyword_ranked: Sequence[int]
+    vector_ranked: Sequence[int]
+    keyword_bound: float
+
+    def ids(self) -> list[int]:
+        return sorted(set(self.keyword) | set(self.vector))
+
+    @property
+    def bound(self) -> float:
+        """The BM25 bound, or the best BM25 when no bound is known (so a keyword match always counts)."""
+        return self.keyword_bound if self.keyword_bound > 0 else max(self.keyword.values(), default=0.0)
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """How hybrid search fuses: a method and, for ``convex``, the vector weight; for ``confidence``, optional fixed
+    weights (``alpha`` = vector weight) replacing the per-query ones (Dify's request weights)."""
+
+    method: FusionMethod = "confidence"
+    alpha: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.method if self.alpha is None else f"{self.method}(alpha={self.alpha:g})"
+
+
+def fuse(c: Candidates, spec: FusionSpec, default_alpha: float = 0.6) -> dict[int, float]:
+    """The fused score of every candidate (higher is better)."""
+    if spec.method == "rrf":
+        return rrf(list(c.keyword_ranked), list(c.vector_ranked))
+    if spec.method == "convex":
+        return convex(c.keyword, c.vector, default_alpha if spec.alpha is None else spec.alpha)
+    if spec.alpha is not None:
+        return calibrated_sum(c, spec.alpha)
+    return calibrated_sum(c, confidence_weight(c))
+
+
+def calibrated_sum(c: Candidates, vector_weight: float) -> dict[int, float]:
+    """``vector_weight · cos⁺ + (1 - vector_weight) · BM25/bound`` for every candidate, in [0, 1]."""
+    out: dict[int, float] = {}
+    for k in c.ids():
+        out[k] = vector_weight * calibrated_vector(c.vector.get(k)) + (1.0 - vector_weight) * calibrated_keyword(
+            c.keyword.get(k), c.bound
+        )
+    return out
+
+
+def calibrated_keyword(score: float | None, bound: float) -> float:
+    """BM25 as the share of the query's maximal term evidence, in [0, 1]."""
+    return 0.0 if score is None or bound <= 0 else min(max(score / bound, 0.0), 1.0)
+
+
+def calibrated_vector(score: float | None) -> float:
+    """Cosine similarity, negative values counted as 0."""
+    return 0.0 if score is None else min(max(float(score), 0.0), 1.0)
+
+
+def spread(scores: Sequence[float], depth: int | None = None) -> tuple[float, float, float]:
+    """``(confidence, deviation, gap)`` of a signal's top list: how many standard deviations of its best ``depth``
+    scores the best one stands above their mean, that deviation, and the gap itself in the signal's units.
+    ``(0, 0, 0)`` when under two scores or all equal: the list carries no ranking evidence."""
+    top = sorted(scores, reverse=True)[: depth or CONFIDENCE_DEPTH]
+    if len(top) < 2:
+        return 0.0, 0.0, 0.0
+    mean = sum(top) / len(top)
+    sd = math.sqrt(sum((s - mean) ** 2 for s in top) / len(top))
+    if sd <= 1e-12:
+        return 0.0, 0.0, 0.0
+    return (top[0] - mean) / sd, sd, top[0] - mean
+
+
+def agreement(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """How significantly two score lists of the same chunks correlate: the t statistic of their Pearson
+    correlation, ``r · sqrt(n - 2) / sqrt(1 - r²)`` (0.0 when either is constant or under three pairs). About 0
+    (within ±1) when the lists are unrelated, whatever their length."""
+    n = len(xs)
+    if n < 3:
+        return 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx <= 1e-12 or syy <= 1e-12:
+        return 0.0
+    r = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+    r = min(max(r, -0.999999), 0.999999)
+    return r * math.sqrt(n - 2) / math.sqrt(1.0 - r * r)
+
+
+def _agreement_over(c: Candidates, ranked: Sequence[int]) -> float:
+    pairs = [(c.keyword.get(k, 0.0), c.vector[k]) for k in ranked if k in c.vector]
+    return agreement([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def confidence_weight(c: Candidates) -> float:
+    """The vector weight λ_v for this query (see the module docstring)."""
+    kw_z, kw_sd, _ = spread([c.keyword[k] for k in c.keyword_ranked if k in c.keyword])
+    vec_z, vec_sd, vec_gap = spread([c.vector[k] for k in c.vector_ranked if k in c.vector])
+    kw_conf, vec_conf = kw_z, vec_z * min(1.0, vec_gap / COSINE_GAP)
+    # agreement: over the chunks either signal ranks, does the cosine rise with BM25 (0 where no keyword match)? Not
+    # significantly when either signal is noise for this query; then only the more confident signal counts
+    t = max(_agreement_over(c, c.keyword_ranked), _agreement_over(c, c.vector_ranked))
+    share = min(1.0, max(0.0, (t - AGREEMENT_NONE) / (AGREEMENT_FULL - AGREEMENT_NONE)))
+    if vec_conf <= kw_conf:
+        vec_conf *= share
+    else:
+        kw_conf *= share
+    # z-score weights: λ_k · BM25/bound ranks as (kw_conf / kw_sd) · BM25, hence λ_k ∝ kw_conf · bound / kw_sd
+    a_kw = kw_conf * c.bound / kw_sd if kw_sd > 0 and c.bound > 0 else 0.0
+    a_vec = vec_conf / vec_sd if vec_sd > 0 else 0.0
+    if a_kw + a_vec <= 0:  # neither signal confident: the one whose top stands out more
+        return 0.0 if kw_sd > 0 and c.bound > 0 and kw_z >= vec_z else 1.0
+    return a_vec / (a_kw + a_vec)
 
 
 def _minmax(scores: Mapping[int, float], keys: list[int], floor: float | None) -> dict[int, float]:

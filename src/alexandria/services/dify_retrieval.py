@@ -4,8 +4,10 @@ Every method reports a score in [0, 1] with one meaning, so ``score_threshold`` 
 - ``semantic_search``: the cosine similarity of query and chunk (negative values count as 0);
 - ``full_text_search`` / ``keyword_search``: BM25 divided by the most BM25 any chunk could score for this query (each
   query term's IDF times k1 + 1): the share of the query's maximal term evidence the chunk holds;
-- ``hybrid_search``: ``vector_weight · semantic + keyword_weight · keyword`` of those two scores (weights from
-  ``retrieval_model.weights``, default the server's hybrid alpha), over the candidates of both signals;
+- ``hybrid_search``: ``vector_weight · semantic + keyword_weight · keyword`` of those two scores over the candidates
+  of both signals, with the weights of ``retrieval_model.weights`` when the request sets them; otherwise the search
+  engine's default fusion (``confidence``: the same sum with weights following each signal's confidence for the
+  query, :mod:`alexandria.search.fusion`; with the ``convex`` or ``rrf`` setting, the server's hybrid alpha);
 - with ``reranking_enable``: the reranker's relevance in [0, 1].
 Records are segments (one per segment; a hierarchical segment's score is its best child chunk's), best first, at most
 ``top_k``, each at least ``score_threshold`` when ``score_threshold_enabled``.
@@ -23,6 +25,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.metadata_filter import MetadataFilter
 from alexandria.domain.models import ChunkHit, DataSource, Document, SearchMode
 from alexandria.errors import InvalidRequest
+from alexandria.search.fusion import FusionSpec
 from alexandria.search.rerank import Reranker
 from alexandria.services.search import MAX_TOP_K, SearchService
 from alexandria.storage.base import DifyStore, SearchStore
@@ -52,11 +55,11 @@ def _clip(x: float | None) -> float:
     return 0.0 if x is None else min(max(float(x), 0.0), 1.0)
 
 
-def hybrid_weights(model: Mapping[str, Any], default_alpha: float) -> tuple[float, float]:
-    """``(vector_weight, keyword_weight)`` from Dify's ``weights``, normalised to sum to 1."""
+def hybrid_weights(model: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(vector_weight, keyword_weight)`` from Dify's ``weights``, normalised to sum to 1 (None: not set)."""
     weights = model.get("weights")
     if weights is None:
-        return default_alpha, 1.0 - default_alpha
+        return None
     if not isinstance(weights, Mapping):
         raise InvalidRequest("weights must be an object.", code="invalid_param")
     vector_setting, keyword_setting = weights.get("vector_setting") or {}, weights.get("keyword_setting") or {}
@@ -69,7 +72,7 @@ def hybrid_weights(model: Mapping[str, Any], default_alpha: float) -> tuple[floa
     vw = float(vec) if isinstance(vec, int | float) else None
     kwf = float(kw) if isinstance(kw, int | float) else None
     if vw is None and kwf is None:
-        return default_alpha, 1.0 - default_alpha
+        return None
     vw = vw if vw is not None else 1.0 - (kwf or 0.0)
     kwf = kwf if kwf is not None else 1.0 - vw
     if vw < 0 or kwf < 0 or vw + kwf <= 0:
@@ -117,8 +120,13 @@ class DifyRetrieval:
             return []
         filters = FilterSet((DocumentFilter(metadata=metadata),)) if metadata is not None else FilterSet()
         mode = METHODS[method]
+        weights = hybrid_weights(model) if mode is SearchMode.HYBRID else None
+        engine_default = weights is None and self.settings.fusion == "confidence"
+        if weights is None:
+            weights = (self.settings.hybrid_alpha, 1.0 - self.settings.hybrid_alpha)
+        spec = None if engine_default else FusionSpec("confidence", weights[0])  # ranks by the reported sum
         depth = min(max(top_k * 4, self.settings.hybrid_candidates if rerank else 0, top_k), MAX_TOP_K)
-        hits = self.search.rank_chunks(ds, query, mode, filters, depth)
+        hits = self.search.rank_chunks(ds, query, mode, filters, depth, spec)
         bound = self.store.keyword_score_bound(ds, query) if mode is not SearchMode.VECTOR else 0.0
 
         def keyword(h: ChunkHit) -> float:
@@ -128,8 +136,10 @@ class DifyRetrieval:
             scored = [(h, _clip(h.vector_score)) for h in hits]
         elif mode is SearchMode.KEYWORD:
             scored = [(h, keyword(h)) for h in hits]
+        elif engine_default:  # the fused score is already the calibrated sum, with the query's weights
+            scored = [(h, _clip(h.score)) for h in hits]
         else:
-            vw, kw = hybrid_weights(model, self.settings.hybrid_alpha)
+            vw, kw = weights
             scored = [(h, vw * _clip(h.vector_score) + kw * keyword(h)) for h in hits]
         records = self._records(scored)
         if rerank and self.reranker is not None and records:
