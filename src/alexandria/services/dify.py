@@ -443,6 +443,24 @@ class DifyService:
         self.jobs.notify()
         return doc
 
+    def write_file_document(
+        self,
+        ds: DataSource,
+        document_id: str,
+        title: str,
+        file: Mapping[str, Any],
+        rule: ProcessRule,
+        batch: str,
+        extra: Mapping[str, Any],
+    ) -> Document:
+        """A document whose content is an uploaded file it shares (OpenAI's vector-store files: one file in several
+        stores): parsed and split by ``rule`` in its index job, like a create-by-file; the file stays when the
+        document goes. ``extra`` joins the processing record."""
+        record = {"doc_form": "text_model", "doc_language": "English", "process_rule": rule.to_json(),
+                  "process_rule_id": None, "indexing_technique": "high_quality", "data_source_type": "upload_file",
+                  "file": dict(file), "stored_file": False, "linked_file": True, **extra}  # fmt: skip
+        return self._write(ds, document_id, title, "", record, batch)
+
     def list_documents(
         self, ds: DataSource, keyword: str | None, status: str | None, page: int, limit: int
     ) -> tuple[list[Document], int]:
@@ -489,7 +507,8 @@ class DifyService:
             text = self._document_text(ds, document_id, record)
             step("splitting", parsing_completed_at=now_s())
             rule = dify_rules.parse_process_rule(record["process_rule"])
-            dify_rules.check_segment_length(rule, self.settings.dify_max_segmentation_tokens)
+            limit = max(self.settings.dify_max_segmentation_tokens, int(record.get("max_segmentation_tokens") or 0))
+            dify_rules.check_segment_length(rule, limit)
             embedder = self.embedders.get(ds.embedder)
             segments = plan_segments(text, rule, record["doc_form"], embedder.tokenizer.count)
             word_count = sum(s.word_count for s in segments)
@@ -499,7 +518,7 @@ class DifyService:
             tokens = [embedder.tokenizer.count(u) for u in units]
             done = {"completed_at": now_s(), "tokens": sum(s.tokens for s in segments), "word_count": word_count,
                     "indexing_latency": round(time.time() - started, 3), "error": None}  # fmt: skip
-            parsed = text if record.get("stored_file") else None
+            parsed = text if _has_file(record) else None
             self.store.index_dify_document(ds, job, segments, vectors, tokens, done, int(time.time() * 1000), parsed)
         except _Obsolete:
             return
@@ -507,7 +526,7 @@ class DifyService:
             raise InvalidRequest(str(exc)) from exc  # permanent: the document ends in "error" with this message
 
     def _document_text(self, ds: DataSource, document_id: str, record: Mapping[str, Any]) -> str:
-        if record.get("stored_file"):
+        if _has_file(record):
             file = record.get("file") or {}
             data = self.store.file_data(str(file.get("id")))
             if data is None:
@@ -536,6 +555,11 @@ class ArchivedDocument(PermissionDenied):
     """An archived document cannot be edited or deleted (Dify's 403 ``archived_document_immutable``)."""
 
     code = "archived_document_immutable"
+
+
+def _has_file(record: Mapping[str, Any]) -> bool:
+    """The document's content is an uploaded file: its own (``stored_file``, dropped with it) or a shared one."""
+    return bool(record.get("stored_file") or record.get("linked_file"))
 
 
 def _units_of(segments: Sequence[Any]) -> list[str]:
