@@ -34,7 +34,9 @@ async def attach(
     client: httpx.AsyncClient, core: Core, key: str, store_id: str, file_id: str, **body: Any
 ) -> dict[str, Any]:
     """Attach a file and run its index job; the file as the store then shows it."""
-    resp = await client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id, **body}, headers=auth(key))
+    resp = await client.post(
+        f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id, **body}, headers=auth(key)
+    )
     assert resp.status_code == 200, resp.text
     core.jobs.pool(0).drain()
     got = await client.get(f"/v1/vector_stores/{store_id}/files/{file_id}", headers=auth(key))

@@ -122,7 +122,9 @@ FILTERS: list[tuple[dict[str, Any], set[str]]] = [
 ]  # fmt: skip
 
 
-async def test_attribute_filters_select_the_files_before_ranking(client: httpx.AsyncClient, core: Core, key: str) -> None:
+async def test_attribute_filters_select_the_files_before_ranking(
+    client: httpx.AsyncClient, core: Core, key: str
+) -> None:
     store = (await create_store(client, key))["id"]
     ids: dict[str, str] = {}
     for name, attributes in ATTRIBUTES.items():
