@@ -97,9 +97,6 @@ async def modify_store(request: Request, vector_store_id: str, auth: AuthDep, co
 @router.delete("/vector_stores/{vector_store_id}", operation_id="openai_delete_vector_store")
 async def delete_store(vector_store_id: str, auth: AuthDep, core: CoreDep) -> Any:
     ds = await resolve_store(core, auth, vector_store_id, write=True)
-    space = await run_sync(core.catalog.space_by_id, ds.space_id)
-    if space is not None:
-        await call(core.access.require_admin, auth, space, "This API key may not delete vector stores.")
     await call(core.vector_stores.delete_store, ds)
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
 
