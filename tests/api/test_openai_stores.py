@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from alexandria.config import Settings
 from alexandria.domain.models import Role
 from alexandria.services.core import Core
 from tests.api.dify_helpers import dify  # noqa: F401  (a pytest fixture)
 from tests.api.openai_helpers import assert_error, attach, auth, create_store, upload
+from tests.api.test_access_matrix import StoreWatch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify"), pytest.mark.backends("sqlite", "postgres")]
 
@@ -165,11 +167,12 @@ BAD_SEARCHES: list[tuple[dict[str, Any], str]] = [
 
 
 async def test_bad_requests_get_400_with_the_param_and_change_nothing(
-    client: httpx.AsyncClient, core: Core, key: str
+    client: httpx.AsyncClient, core: Core, key: str, settings: Settings, backend: str
 ) -> None:
     store = (await create_store(client, key))["id"]
     file_id = await upload(client, key, "a.txt", b"alpha")
     await attach(client, core, key, store, file_id)
+    watch = StoreWatch(settings) if backend == "sqlite" else None  # the whole database, dumped
     vs = f"/v1/vector_stores/{store}"
     before = (await client.get(f"{vs}/files/{file_id}", headers=auth(key))).json()
     for body, param in BAD_SEARCHES:
@@ -212,6 +215,9 @@ async def test_bad_requests_get_400_with_the_param_and_change_nothing(
     resp = await client.post("/v1/files", files={"file": ("a.txt", b"x")}, data={"purpose": "nope"}, headers=auth(key))
     assert_error(resp, 400, "purpose")
     assert_error(await client.post("/v1/files", json={"purpose": "assistants"}, headers=auth(key)), 400, "file")
+    if watch is not None:
+        assert not watch.changed(), "a refused request changed stored data"
+        watch.close()
     assert (await client.get(f"{vs}/files/{file_id}", headers=auth(key))).json() == before
     stores = (await client.get("/v1/vector_stores", headers=auth(key))).json()["data"]
     assert [s["id"] for s in stores] == [store]
