@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -238,7 +239,7 @@ class VectorStoreService:
         dify = {"indexing_technique": "high_quality", "permission": "only_me", "provider": "vendor",
                 "retrieval_model": dict(DEFAULT_RETRIEVAL_MODEL), "doc_form": "text_model",
                 "built_in_field_enabled": False, "enable_api": True, "openai": openai}  # fmt: skip
-        unique = f"{name or 'vector store'} {new_batch()[-10:]}"  # data source names are unique, store names not
+        unique = f"{name or 'vector store'} {secrets.token_hex(4)}"  # data source names are unique, store names not
         return self.catalog.create_data_source(
             workspace, unique, description=description or "", check_name=False, dify=dify
         )
