@@ -321,3 +321,24 @@ async def test_a_store_in_a_restricted_space_hides_its_files(client: httpx.Async
     assert_error(await client.get(f"/v1/files/{file_id}/content", headers=auth(outsider)), 404)
     assert (await client.get("/v1/files", headers=auth(outsider))).json()["data"] == []
     assert (await client.get(f"/v1/files/{file_id}", headers=auth(system))).status_code == 200
+
+
+async def test_chunking_strategies_size_the_chunks_in_tokens(client: httpx.AsyncClient, core: Core, key: str) -> None:
+    store = (await create_store(client, key))["id"]
+    text = " ".join(f"word{i} common" for i in range(150))  # 300 tokens for the whitespace tokenizer
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 50}}
+    small = await attach(client, core, key, store, await upload(client, key, "s.txt", text.encode()),
+                         chunking_strategy=static, attributes={"kind": "static"})  # fmt: skip
+    assert small["chunking_strategy"] == static
+    await attach(client, core, key, store, await upload(client, key, "a.txt", text.encode()),
+                 attributes={"kind": "auto"})  # fmt: skip
+
+    async def chunks(kind: str) -> list[str]:
+        body = {"query": "common", "max_num_results": 50, "filters": {"type": "eq", "key": "kind", "value": kind}}
+        page = (await client.post(f"/v1/vector_stores/{store}/search", json=body, headers=auth(key))).json()
+        return [c["text"] for hit in page["data"] for c in hit["content"]]
+
+    windows = await chunks("static")
+    assert len(windows) == 5 and all(len(w.split()) <= 100 for w in windows)  # 0-100, 50-150, ..., 200-300
+    assert {w.split()[0] for w in windows} == {"word0", "word25", "word50", "word75", "word100"}
+    assert await chunks("auto") == [text]  # 300 tokens fit one 800-token window

@@ -26,7 +26,7 @@ from alexandria.ingest.dify_rules import ProcessRule, ProcessRuleError
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.services.catalog import CatalogService
 from alexandria.services.dify_meta import built_in_values
-from alexandria.services.dify_segments import plan_segments
+from alexandria.services.dify_segments import plan_segments, window_segments
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.jobs import JobService
 from alexandria.storage.base import CatalogStore, DifyStore, DocumentStore, DocumentWrite
@@ -454,8 +454,9 @@ class DifyService:
         extra: Mapping[str, Any],
     ) -> Document:
         """A document whose content is an uploaded file it shares (OpenAI's vector-store files: one file in several
-        stores): parsed and split by ``rule`` in its index job, like a create-by-file; the file stays when the
-        document goes. ``extra`` joins the processing record."""
+        stores): parsed and split in its index job, like a create-by-file (by ``rule``, or by the record's
+        ``token_windows``: ``{"max_tokens", "overlap"}``); the file stays when the document goes. ``extra`` joins
+        the processing record."""
         record = {"doc_form": "text_model", "doc_language": "English", "process_rule": rule.to_json(),
                   "process_rule_id": None, "indexing_technique": "high_quality", "data_source_type": "upload_file",
                   "file": dict(file), "stored_file": False, "linked_file": True, **extra}  # fmt: skip
@@ -506,11 +507,16 @@ class DifyService:
             step("parsing", processing_started_at=now_s())
             text = self._document_text(ds, document_id, record)
             step("splitting", parsing_completed_at=now_s())
-            rule = dify_rules.parse_process_rule(record["process_rule"])
-            limit = max(self.settings.dify_max_segmentation_tokens, int(record.get("max_segmentation_tokens") or 0))
-            dify_rules.check_segment_length(rule, limit)
             embedder = self.embedders.get(ds.embedder)
-            segments = plan_segments(text, rule, record["doc_form"], embedder.tokenizer.count)
+            windows = record.get("token_windows")
+            if isinstance(windows, Mapping):  # OpenAI's chunking strategy, in the model's tokens
+                segments = window_segments(
+                    text, embedder.tokenizer, int(windows["max_tokens"]), int(windows["overlap"])
+                )
+            else:
+                rule = dify_rules.parse_process_rule(record["process_rule"])
+                dify_rules.check_segment_length(rule, self.settings.dify_max_segmentation_tokens)
+                segments = plan_segments(text, rule, record["doc_form"], embedder.tokenizer.count)
             word_count = sum(s.word_count for s in segments)
             step("indexing", cleaning_completed_at=now_s(), splitting_completed_at=now_s(), word_count=word_count)
             units = _units_of(segments)

@@ -5,9 +5,10 @@
 - A **vector store** is a data source (the ones made here carry Dify's settings, so Dify's door sees a dataset); its
   OpenAI name, metadata and expiry live in ``ds.dify["openai"]``.
 - A **vector-store file** is a document whose id is the file's uuid, written as a file document of Dify's pipeline
-  (``DifyService.write_file_document``): parsed by the existing parsers, split with the chunking strategy as a custom
-  process rule, embedded by the durable queue's index job. Its ``attributes`` are the document's ``doc_metadata``,
-  which every door's metadata filter reads; a file batch is a Dify batch.
+  (``DifyService.write_file_document``): parsed by the existing parsers, split into windows of the model's tokens
+  by the chunking strategy (``ingest/token_windows.py``), embedded by the durable queue's index job. Its
+  ``attributes`` are the document's ``doc_metadata``, which every door's metadata filter reads; a file batch is a
+  Dify batch.
 - **Search** ranks chunks with the one search service, the metadata filter inside the ranking queries.
 """
 
@@ -26,7 +27,7 @@ from alexandria.domain.models import ChunkHit, DataSource, Document, Principal, 
 from alexandria.domain.openai import FileCounts, StoredFile
 from alexandria.errors import InvalidRequest, NotFound
 from alexandria.ingest import parsers
-from alexandria.ingest.dify_rules import ProcessRule, parse_process_rule
+from alexandria.ingest.dify_rules import AUTOMATIC_RULE
 from alexandria.search import fusion
 from alexandria.services.access import AccessService
 from alexandria.services.catalog import CatalogService
@@ -36,7 +37,6 @@ from alexandria.services.search import SearchService
 from alexandria.storage.base import CatalogStore, DifyStore, DocumentStore, OpenAIFileStore
 
 AUTO_CHUNKING = (800, 400)  # OpenAI's "auto": max_chunk_size_tokens 800, chunk_overlap_tokens 400
-SEPARATOR = "\n\n"
 CANCELLED = "openai_cancelled"  # set in a document's processing record when its batch was cancelled
 
 
@@ -52,15 +52,9 @@ class Chunking:
     overlap: int
     auto: bool = False
 
-    def rule(self) -> ProcessRule:
-        return parse_process_rule({
-            "mode": "custom",
-            "rules": {
-                "pre_processing_rules": [],
-                "segmentation": {"separator": SEPARATOR, "max_tokens": self.max_tokens,
-                                 "chunk_overlap": self.overlap},
-            },
-        })  # fmt: skip
+    def windows(self) -> dict[str, int]:
+        """The processing record's ``token_windows`` (``DifyService.run_index_job`` splits by them)."""
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap}
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "static", "static": {"max_chunk_size_tokens": self.max_tokens,
@@ -296,8 +290,8 @@ class VectorStoreService:
         for f, chunking, attributes in files:
             file = {"id": f.uuid, "name": f.name, "size": f.size, "extension": f.extension, "mime_type": f.mime_type,
                     "created_at": f.created_at / 1000}  # fmt: skip
-            extra = {"openai_chunking": chunking.to_json(), "max_segmentation_tokens": chunking.max_tokens}
-            doc = self.dify.write_file_document(ds, f.uuid, f.name, file, chunking.rule(), batch, extra)
+            extra = {"openai_chunking": chunking.to_json(), "token_windows": chunking.windows()}
+            doc = self.dify.write_file_document(ds, f.uuid, f.name, file, AUTOMATIC_RULE, batch, extra)
             values = dict(attributes or {})
             self.store.set_doc_metadata(doc.pk, values)
             out.append(replace(doc, doc_metadata=values))
