@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,11 @@ def main() -> None:
             for run in range(args.runs):
                 for name, body in files.items():
                     load_before = os.getloadavg()
-                    row = ingest(client, store, f"{run}-{name}", body, live.proc.pid)
+                    try:
+                        row = ingest(client, store, f"{run}-{name}", body, live.proc.pid)
+                    except Exception:  # shown before the server stops (its stop may fail and hide this one)
+                        traceback.print_exc()
+                        raise
                     row["load_avg_before"] = [round(x, 2) for x in load_before]
                     row["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
                     results.append(row)
