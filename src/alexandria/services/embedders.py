@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alexandria.config import Settings
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Embedder
-from alexandria.services.lanes import LaneEmbedder, WriteLane
+from alexandria.services.lanes import LaneEmbedder, QueryCache, WriteLane
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
@@ -43,7 +43,7 @@ class EmbedderRegistry:
         """Use ``embedder`` for ``name``: its document embeddings go through the write lane, queries through
         ``query`` (default: the same instance, inline)."""
         with self._lock:
-            self._lanes[name] = _Lanes(embedder, self._on_lane(embedder), query or embedder)
+            self._lanes[name] = self._cached(_Lanes(embedder, self._on_lane(embedder), query or embedder))
 
     def get(self, name: str) -> Embedder:
         """The model itself: name, dimension, tokenizer (embed with :meth:`writer` or :meth:`query`)."""
@@ -67,9 +67,13 @@ class EmbedderRegistry:
         with self._lock:
             lanes = self._lanes.get(name)
             if lanes is None:
-                lanes = self._factory(name)()
+                lanes = self._cached(self._factory(name)())
                 self._lanes[name] = lanes
             return lanes
+
+    def _cached(self, lanes: _Lanes) -> _Lanes:
+        size = self.settings.query_cache_size
+        return replace(lanes, query=QueryCache(lanes.query, size)) if size > 0 else lanes
 
     def _factory(self, name: str) -> Callable[[], _Lanes]:
         from alexandria.ingest import embedders as impl

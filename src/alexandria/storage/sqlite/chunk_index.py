@@ -1,5 +1,10 @@
 """The embedded store's chunk index: chunk rows, their FTS5 entries (one table per data source) and the usearch HNSW
-cache, which mirrors each committed change when it was in step with the database (``vector_version``)."""
+cache, which mirrors each committed change when it was in step with the database (``vector_version``).
+
+FTS5 indexes the keyword analyzer's terms (``search/analysis.py``), not the text: each chunk's entry is its terms
+joined by spaces, in an FTS5 table holding its own content (so a delete finds exactly the terms that were indexed,
+whatever the analyzer is now), tokenized by ``ascii``, which splits on ASCII spaces and punctuation only and so
+finds exactly the analyzer's terms."""
 
 from __future__ import annotations
 
@@ -11,13 +16,15 @@ import numpy as np
 from alexandria.domain.models import DataSource
 from alexandria.errors import StorageError
 from alexandria.ingest.base import Vectors
+from alexandria.search.analysis import ANALYZER_VERSION, indexed_text
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
+from alexandria.storage.keyword_reindex import Progress, log_progress, reanalyze_stale
 from alexandria.storage.sqlite.db import quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
-FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+FTS_TOKENIZER = "ascii"
 
 
 def fts_table(data_source_id: int) -> str:
@@ -50,7 +57,7 @@ class SqliteChunkChange:
                 (self.ds.id, document_pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes(),
                  chunk.segment_pk, chunk.child_pk),
             )  # fmt: skip
-            self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, chunk.text))
+            self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, indexed_text(chunk.text)))
             ids.append(pk)
         self.added += ids
         if ids:
@@ -58,8 +65,8 @@ class SqliteChunkChange:
         return ids
 
     def remove_document(self, document_pk: int) -> None:
-        old = self.conn.all("SELECT id, text FROM chunks WHERE document_pk = ?", (document_pk,))
-        self.conn.executemany(f"INSERT INTO {self.fts} ({self.fts}, rowid, text) VALUES ('delete', ?, ?)", old)
+        old = self.conn.all("SELECT id FROM chunks WHERE document_pk = ?", (document_pk,))
+        self.conn.executemany(f"DELETE FROM {self.fts} WHERE rowid = ?", old)
         self.conn.execute("DELETE FROM chunks WHERE document_pk = ?", (document_pk,))
         self.removed += [int(r[0]) for r in old]
 
@@ -70,19 +77,35 @@ class SqliteChunkLoad:
         self.data_sources: list[DataSource] = []
 
     def add_data_source(self, ds: DataSource) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")  # left by a deleted data source of this id
-        create_fts(self.conn, ds)
+        create_fts(self.conn, ds.id)
         self.data_sources.append(ds)
 
     def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
         SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the cache is built after the commit
 
 
-def create_fts(conn: Conn, ds: DataSource) -> None:
-    conn.execute(
-        f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
-        f"tokenize='{FTS_TOKENIZER}')"
-    )
+def create_fts(conn: Conn, data_source_id: int) -> None:
+    """The data source's FTS5 table, empty (one left by a deleted data source of this id, or by an earlier analyzer,
+    dropped), recorded as built by this analyzer."""
+    conn.execute(f"DROP TABLE IF EXISTS {fts_table(data_source_id)}")
+    conn.execute(f"CREATE VIRTUAL TABLE {fts_table(data_source_id)} USING fts5(text, tokenize='{FTS_TOKENIZER}')")
+    conn.execute("UPDATE data_sources SET keyword_analyzer = ? WHERE id = ?", (ANALYZER_VERSION, data_source_id))
+
+
+class SqliteKeywordRebuild:
+    """:class:`~alexandria.storage.keyword_reindex.KeywordRebuild` over FTS5: a new table, filled with the terms."""
+
+    def start(self, conn: Conn, ds_id: int) -> None:
+        create_fts(conn, ds_id)
+
+    def add(self, conn: Conn, ds_id: int, analysed: Sequence[tuple[int, list[str]]]) -> None:
+        conn.executemany(
+            f"INSERT INTO {fts_table(ds_id)} (rowid, text) VALUES (?, ?)",
+            [(pk, " ".join(terms)) for pk, terms in analysed],
+        )
+
+    def finish(self, conn: Conn, ds_id: int) -> None:
+        """FTS5 keeps its own lengths."""
 
 
 class SqliteChunkIndex:
@@ -117,7 +140,11 @@ class SqliteChunkIndex:
                 index.version = after
 
     def create(self, conn: Conn, ds: DataSource) -> None:
-        create_fts(conn, ds)
+        create_fts(conn, ds.id)
+
+    def reanalyze_stale(self, on_progress: Progress = log_progress) -> list[int]:
+        """Rebuild the keyword index of the data sources built by another analyzer (``storage/keyword_reindex.py``)."""
+        return reanalyze_stale(self.db, SqliteKeywordRebuild(), on_progress)
 
     @contextlib.contextmanager
     def dropping(self, ds: DataSource) -> Iterator[Conn]:

@@ -11,7 +11,8 @@ import numpy as np
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
-from alexandria.search.keyword import bm25_bound, query_terms
+from alexandria.search.analysis import query_terms
+from alexandria.search.keyword import bm25_bound
 from alexandria.storage.base import ScoredId
 from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter

@@ -54,6 +54,7 @@ class SqliteStore(
         self.exact_max = settings.exact_search_max_candidates
         self.db = Database(self.engine)
         self.index = SqliteChunkIndex(self.db, self.vectors)
+        self.index.reanalyze_stale()  # a keyword index built by an earlier analyzer (an upgraded data directory)
 
     def close(self) -> None:
         self.vectors.save_all()
