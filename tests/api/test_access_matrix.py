@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from alexandria.api.app import create_app
+from alexandria.api.doors import door_of
 from alexandria.config import Settings
 from alexandria.domain.models import DataSource, Role, Space, Workspace
 from alexandria.services.core import Core
@@ -34,6 +35,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("dify")]
 # in the key's own workspace), TAG (a workspace tag by id). PUBLIC: no key (signed URL, docs, health).
 DS, SPACE, VIEW, LIST, VIEWS_SEARCH, QUERY = "ds", "space", "view", "list", "views_search", "query"
 DATASET, TENANT_LIST, TENANT_WRITE, TAG, PUBLIC = "dataset", "tenant_list", "tenant_write", "tag", "public"
+# OpenAI: VSTORE (one vector store), OAI_FILE (one file of the Files API), OAI_LIST (the lists of stores and files),
+# OAI_CREATE (create a vector store: not with a bound key), OAI_UPLOAD (upload a file: any key that may use the API).
+VSTORE, OAI_FILE, OAI_LIST, OAI_CREATE, OAI_UPLOAD = "vstore", "oai_file", "oai_list", "oai_create", "oai_upload"
 
 W = "/api/v1/w/{wId}"
 S = W + "/spaces/{spaceId}"
@@ -62,7 +66,32 @@ _DS_SUFFIXES = [
     ("GET", "/folders"),
     ("POST", "/tokenize"),
 ]
+VS = "/v1/vector_stores/{vector_store_id}"
+_OPENAI_ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/v1/files"): OAI_UPLOAD,
+    ("GET", "/v1/files"): OAI_LIST,
+    ("GET", "/v1/files/{file_id}"): OAI_FILE,
+    ("DELETE", "/v1/files/{file_id}"): OAI_FILE,
+    ("GET", "/v1/files/{file_id}/content"): OAI_FILE,
+    ("POST", "/v1/vector_stores"): OAI_CREATE,
+    ("GET", "/v1/vector_stores"): OAI_LIST,
+    ("GET", VS): VSTORE,
+    ("POST", VS): VSTORE,
+    ("DELETE", VS): VSTORE,
+    ("POST", VS + "/search"): VSTORE,
+    ("POST", VS + "/files"): VSTORE,
+    ("GET", VS + "/files"): VSTORE,
+    ("GET", VS + "/files/{file_id}"): VSTORE,
+    ("POST", VS + "/files/{file_id}"): VSTORE,
+    ("DELETE", VS + "/files/{file_id}"): VSTORE,
+    ("GET", VS + "/files/{file_id}/content"): VSTORE,
+    ("POST", VS + "/file_batches"): VSTORE,
+    ("GET", VS + "/file_batches/{batch_id}"): VSTORE,
+    ("POST", VS + "/file_batches/{batch_id}/cancel"): VSTORE,
+    ("GET", VS + "/file_batches/{batch_id}/files"): VSTORE,
+}
 ROUTES: dict[tuple[str, str], str] = {
+    **_OPENAI_ROUTES,
     **{(m, f"{prefix}/data_sources/{{dsId}}{suffix}"): DS for m, suffix in _DS_SUFFIXES for prefix in (S, W)},
     ("GET", W + "/spaces"): LIST,
     ("GET", W + "/vaults"): LIST,
@@ -172,6 +201,8 @@ class Target:
     segment: str = ""
     metadata_id: str = ""
     tag: str = ""
+    openai_file: str = ""
+    openai_batch: str = ""
     params: dict[str, str] = field(default_factory=dict)
 
     def fill(self, path: str) -> str:
@@ -181,7 +212,8 @@ class Target:
             "folderId": f"{mark}-folder", "tId": f"{mark}_table", "rId": "r1", "dsvId": self.view,
             "dataset_id": self.ds.uuid, "document_id": self.dify_doc, "batch": self.batch, "segment_id": self.segment,
             "child_id": str(uuid.uuid4()), "metadata_id": self.metadata_id, "action": "enable",
-            "model_type": "text-embedding", "node_id": "node-1",
+            "model_type": "text-embedding", "node_id": "node-1", "vector_store_id": f"vs_{self.ds.uuid}",
+            "file_id": self.openai_file, "batch_id": self.openai_batch,
         }  # fmt: skip
         for name, value in values.items():
             path = path.replace("{" + name + ":path}", value).replace("{" + name + "}", value)
@@ -240,9 +272,16 @@ async def populate(client: httpx.AsyncClient, core: Core, space: Space, name: st
     binding = {"tag_ids": [tag["id"]], "target_id": ds.uuid}
     await ok(await client.post("/v1/datasets/tags/binding", json=binding, headers=h))
     view = next(v for v in core.spaces.views(ws, space) if v.data_source_id == ds.id)
+    upload = await client.post("/v1/files", files={"file": (f"{mark}.txt", f"{mark} file".encode())},
+                               data={"purpose": "assistants"}, headers=h)  # fmt: skip
+    file_id = (await ok(upload))["id"]
+    batch = await client.post(f"/v1/vector_stores/vs_{ds.uuid}/file_batches", json={"file_ids": [file_id]}, headers=h)
+    batch_id = (await ok(batch))["id"]
+    core.jobs.pool(0).drain()
     return Target(
-        name, ws, space, ds, view.sid, dify_doc, created["batch"], segments["data"][0]["id"], field_["id"], tag["id"]
-    )
+        name, ws, space, ds, view.sid, dify_doc, created["batch"], segments["data"][0]["id"], field_["id"], tag["id"],
+        file_id, batch_id,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -288,6 +327,8 @@ def expected(kind: KeyKind, route_class: str, path: str) -> tuple[int, str] | No
     """(status, error type or code) the request must get, LISTING (200 revealing nothing) or None (not a request
     about something out of the key's scope: not sent)."""
     foreign = kind.target.ws.id != kind.workspace.id
+    if door_of(path) == "openai":
+        return expected_openai(kind, route_class)
     if path.startswith("/api/"):  # Dust
         if foreign or kind.name == "user":
             return 401, "workspace_auth_error"
@@ -321,12 +362,37 @@ def expected(kind: KeyKind, route_class: str, path: str) -> tuple[int, str] | No
     return (404, "not_found") if foreign else None  # a tag of another workspace does not exist for the key
 
 
+def expected_openai(kind: KeyKind, route_class: str) -> tuple[int, str] | None:
+    """OpenAI's door: what the key cannot reach does not exist for it (404); a role that may not use the API, or a
+    bound key creating a store, is refused (403)."""
+    if kind.name == "system_as_g1":
+        return None  # no group narrowing on this door: a system key acts with every group
+    if kind.name == "user":
+        return 403, "insufficient_permissions"
+    if route_class == VSTORE:
+        return 404, "not_found"
+    if route_class == OAI_FILE:
+        return 404, "file_not_found"
+    if route_class == OAI_LIST:
+        return LISTING
+    if route_class == OAI_CREATE:
+        return (403, "insufficient_permissions") if kind.name == "bound_to_a" else None
+    assert route_class == OAI_UPLOAD
+    return None  # an upload lands in the key's own scope
+
+
 def body_for(method: str, path: str, t: Target) -> dict[str, Any] | None:
     """A body that would write into the target if the key's scope were not enforced."""
     mark = t.mark
     if method not in ("POST", "PATCH", "DELETE"):
         return None
     bodies: list[tuple[str, dict[str, Any]]] = [
+        (VS + "/files", {"file_id": t.openai_file, "attributes": {"leak": 1}}),
+        (VS + "/files/{file_id}", {"attributes": {"leak": 1}}),
+        (VS + "/file_batches", {"file_ids": [t.openai_file]}),
+        (VS + "/search", {"query": mark}),
+        (VS, {"name": "leak", "metadata": {"leak": "1"}}),
+        ("/v1/vector_stores", {"name": "leak"}),
         ("/parents", {"parents": [f"{mark}-doc", "p"], "parent_id": "p"}),
         ("/documents/{documentId:path}", {"text": "leaked"}),
         ("/tables/csv", {"name": "leak", "description": "d", "csv": "a\n1"}),
@@ -422,17 +488,15 @@ async def test_no_key_reaches_what_its_scope_excludes(
                 continue
             status, code = want
             body = resp.json() if resp.headers.get("content-type") == "application/json" else {}
-            got = body.get("error", {}).get("type") if template.startswith("/api/") else body.get("code")
-            envelope_ok = (
-                set(body) == {"error"}
-                if template.startswith("/api/")
-                else set(body)
-                == {
-                    "code",
-                    "message",
-                    "status",
-                }
-            )
+            if door_of(template) == "openai":
+                got = body.get("error", {}).get("code")
+                envelope_ok = set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+            elif template.startswith("/api/"):
+                got = body.get("error", {}).get("type")
+                envelope_ok = set(body) == {"error"}
+            else:
+                got = body.get("code")
+                envelope_ok = set(body) == {"code", "message", "status"}
             if resp.status_code != status or got != code or not envelope_ok:
                 failures.append(f"{where}: want {status} {code}, got {resp.status_code} {resp.text}")
     watch.close()
@@ -451,6 +515,9 @@ async def test_the_targets_exist(client: httpx.AsyncClient, core: Core, kinds: l
             if method != "GET" or ROUTES[(method, template)] in (PUBLIC, LIST, TENANT_LIST, VIEWS_SEARCH):
                 continue
             resp = await client.get(target.fill(template), params={"query": "x", "top_k": "1"}, headers=auth(system))
+            if door_of(template) == "openai":
+                assert resp.status_code == 200, (template, resp.text)
+                continue
             body = resp.json()
             assert not (isinstance(body.get("error"), dict) and body["error"]["type"] in refusals), (template, body)
             assert body.get("message") != "Dataset not found." and body.get("code") != "forbidden", (template, body)

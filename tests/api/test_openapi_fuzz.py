@@ -51,7 +51,8 @@ def api(settings: Settings, core: Core) -> Iterator[Api]:
     with TestClient(app) as client:
         made = client.post("/v1/datasets", json={"name": "kb"}, headers={"Authorization": f"Bearer {key}"})
         assert made.status_code == 200, made.text
-        fixed = {"wId": ws.sid, "spaceId": space.sid, "dsId": ds.sid, "dataset_id": made.json()["id"]}
+        fixed = {"wId": ws.sid, "spaceId": space.sid, "dsId": ds.sid, "dataset_id": made.json()["id"],
+                 "vector_store_id": "vs_" + made.json()["id"]}  # fmt: skip
         yield Api(schemathesis.openapi.from_asgi("/openapi.json", app), fixed, {"Authorization": f"Bearer {key}"})
 
 

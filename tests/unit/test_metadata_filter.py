@@ -231,6 +231,28 @@ def test_combinations(
     assert _sql_ids(conn, flt) == expected
 
 
+def _group(logical: str, *items: MetadataCondition | MetadataFilter) -> MetadataFilter:
+    return MetadataFilter(cast(Any, logical), items)
+
+
+# nested groups (OpenAI's compound filters): each level is joined by its own operator
+NESTED: list[tuple[MetadataFilter, set[int]]] = [
+    (_group("or", MetadataCondition("lang", "is", "fr"), _group("and", MetadataCondition("lang", "is", "en"),
+                                                                 MetadataCondition("year", ">", 2000))), {1, 2}),
+    (_group("and", MetadataCondition("lang", "not empty", None),
+            _group("or", MetadataCondition("year", "<", 2000), MetadataCondition("lang", "is", "fr"))), {2}),
+    (_group("and", _group("or"), MetadataCondition("lang", "is", "en")), {1}),  # an empty group matches everything
+    (_group("or", _group("and", MetadataCondition("x", "in", [])), MetadataCondition("lang", "is", "en")), {1}),
+    (_group("and", _group("or", _group("and", MetadataCondition("lang", "is", "en")))), {1}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flt", "expected"), NESTED)
+def test_nested_groups(conn: sqlite3.Connection, flt: MetadataFilter, expected: set[int]) -> None:
+    assert _py_ids(DOCS, flt) == expected
+    assert _sql_ids(conn, flt) == expected
+
+
 def test_escaped_and_unescaped_storage_agree() -> None:
     docs: dict[int, dict[str, object]] = {1: {"é": "naïve 😀", "k\\b": 2.5}, 2: {"é": "x"}}
     flt = MetadataFilter("and", (MetadataCondition("é", "contains", "ï"), MetadataCondition("k\\b", "is", "2.5")))
@@ -449,9 +471,13 @@ def _rand_value(rng: random.Random, operator: Operator, samples: list[object]) -
     return rng.choice([rng.randint(-30, 30), rng.uniform(-100, 100), "12", " 1.5 ", "-0", "1e3"])
 
 
-def _rand_filter(rng: random.Random, docs: Mapping[int, Mapping[str, object]]) -> MetadataFilter:
-    conditions = []
+def _rand_filter(rng: random.Random, docs: Mapping[int, Mapping[str, object]], depth: int = 0) -> MetadataFilter:
+    """A random filter; about one condition in six is a nested group (OpenAI's compound filters), two levels deep."""
+    conditions: list[MetadataCondition | MetadataFilter] = []
     for _ in range(rng.randint(1, 4)):
+        if depth < 2 and rng.random() < 0.17:
+            conditions.append(_rand_filter(rng, docs, depth + 1))
+            continue
         name = rng.choice([*KEYS, "never_present"])
         operator = rng.choice(ALL_OPERATORS)
         value = _rand_value(rng, operator, _stored_samples(docs, name))

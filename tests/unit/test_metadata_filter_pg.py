@@ -33,6 +33,7 @@ from tests.unit.test_metadata_filter import (
     COMBINATIONS,
     DOCS,
     KEYS,
+    NESTED,
     OPERATOR_TABLE,
     _one,
     _rand_docs,
@@ -128,6 +129,12 @@ def test_null_value_skips_condition(conn: Conn, operator: Operator) -> None:
 @pytest.mark.parametrize(("logical", "conds", "expected"), COMBINATIONS)
 def test_combinations(conn: Conn, logical: str, conds: list[tuple[str, Operator, Any]], expected: set[int]) -> None:
     flt = MetadataFilter(cast(Any, logical), tuple(MetadataCondition(name, op, value) for name, op, value in conds))
+    assert _py_ids(DOCS, flt) == expected
+    assert _sql_ids(conn, flt) == expected
+
+
+@pytest.mark.parametrize(("flt", "expected"), NESTED)
+def test_nested_groups(conn: Conn, flt: MetadataFilter, expected: set[int]) -> None:
     assert _py_ids(DOCS, flt) == expected
     assert _sql_ids(conn, flt) == expected
 

@@ -20,7 +20,9 @@ import anyio.to_thread
 from fastapi import Request
 
 from alexandria.api.dify.errors import dify_error, is_dify_path
+from alexandria.api.doors import door_of
 from alexandria.api.errors import DialectError
+from alexandria.api.openai.errors import openai_error
 from alexandria.config import Settings
 
 P = ParamSpec("P")
@@ -35,6 +37,8 @@ def overloaded(path: str, retry_after: int) -> DialectError:
     message = f"The server is busy embedding other documents; retry in {retry_after} s."
     # the client waits before its next request: close the connection rather than leave it idle past keep-alive
     headers = {"Retry-After": str(retry_after), "Connection": "close"}
+    if door_of(path) == "openai":
+        return openai_error(429, message, type_="rate_limit_error", code="rate_limit_exceeded", headers=headers)
     if is_dify_path(path):
         return dify_error(429, "too_many_requests", message, headers)
     return DialectError(429, {"error": {"type": "rate_limit_error", "message": message}}, headers)

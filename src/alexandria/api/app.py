@@ -1,5 +1,5 @@
-"""The ASGI application: the dialects over one core, errors rendered in each dialect's envelope; the MCP door at
-``/mcp`` (api/mcp/http.py)."""
+"""The ASGI application: the doors (Dust, Dify, OpenAI) over one core, errors rendered in each door's envelope; the
+MCP door at ``/mcp`` (api/mcp/http.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from alexandria.api.dify.documents import router as dify_documents_router
 from alexandria.api.dify.files import router as dify_files_router
 from alexandria.api.dify.pipeline import router as dify_pipeline_router
 from alexandria.api.dify.segments import router as dify_segments_router
+from alexandria.api.doors import door_of
 from alexandria.api.dust import errors as dust_errors
 from alexandria.api.dust.routes import router as dust_router
 from alexandria.api.dust.tables import router as dust_tables_router
@@ -30,6 +31,10 @@ from alexandria.api.dust.views import router as dust_views_router
 from alexandria.api.edge import target_error
 from alexandria.api.errors import DialectError
 from alexandria.api.mcp.http import McpHttp, WithMcp
+from alexandria.api.openai import errors as openai_errors
+from alexandria.api.openai.files import router as openai_files_router
+from alexandria.api.openai.store_files import router as openai_store_files_router
+from alexandria.api.openai.stores import router as openai_stores_router
 from alexandria.api.routing import allowed_methods
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
@@ -39,9 +44,15 @@ log = logging.getLogger(__name__)
 
 
 def dialect_error(path: str, status: int, type_: str, message: str, dify_code: str | None = None) -> DialectError:
-    """An error in the envelope of the dialect that owns ``path`` (Dify under ``/v1/``, Dust elsewhere); ``type_``
-    is Dust's error type, translated for Dify (unless ``dify_code`` is given)."""
-    if dify_errors.is_dify_path(path):
+    """An error in the envelope of the door that owns ``path`` (``api/doors.py``); ``type_`` is Dust's error type,
+    translated for Dify (unless ``dify_code`` is given) and OpenAI."""
+    door = door_of(path)
+    if door == "openai":
+        code, openai_type = _OPENAI_CODES.get(type_, (None, "invalid_request_error"))
+        if status == 404:
+            message = f"Invalid URL ({path})"
+        return openai_errors.openai_error(status, message, type_=openai_type, code=code)
+    if door == "dify":
         code = dify_code or _DIFY_CODES.get(type_, "bad_request" if status == 400 else "unknown")
         if status == 404:
             message = dify_errors.ROUTE_NOT_FOUND
@@ -62,6 +73,16 @@ _DIFY_CODES = {
     "content_too_large": "request_entity_too_large",
     "invalid_request_error": "invalid_param",
     "internal_server_error": "unknown",
+}
+
+
+# Dust error types the app itself raises -> OpenAI (code, type)
+_OPENAI_CODES = {
+    "not_found": ("unknown_url", "invalid_request_error"),
+    "method_not_supported_error": ("method_not_allowed", "invalid_request_error"),
+    "content_too_large": ("request_too_large", "invalid_request_error"),
+    "invalid_request_error": (None, "invalid_request_error"),
+    "internal_server_error": ("server_error", "server_error"),
 }
 
 
@@ -148,6 +169,9 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
         dify_segments_router,
         dify_files_router,
         dify_pipeline_router,
+        openai_files_router,
+        openai_stores_router,
+        openai_store_files_router,
     )
     for router in routers:
         app.include_router(router)
@@ -160,8 +184,9 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
 
     @app.exception_handler(AlexandriaError)
     async def on_domain_error(request: Request, exc: AlexandriaError) -> JSONResponse:
-        is_dify = dify_errors.is_dify_path(request.url.path)
-        err = dify_errors.from_domain(exc) if is_dify else dust_errors.from_domain(exc)
+        door = door_of(request.url.path)
+        from_domain = {"dify": dify_errors.from_domain, "openai": openai_errors.from_domain}.get(door)
+        err = (from_domain or dust_errors.from_domain)(exc)
         if err.status >= 500:
             log.error("domain error on %s: %s", request.url.path, exc)
         return JSONResponse(err.body, status_code=err.status, headers=err.headers)

@@ -26,9 +26,11 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from alexandria.api.dify.errors import is_dify_path
+from alexandria.api.doors import door_of
 from alexandria.api.dust.schemas import ParentsBody, UpsertDocumentBody
 from alexandria.api.dust.tables import CsvBody, QueryTablesBody, TableParentsBody, UpsertRowsBody, UpsertTableBody
 from alexandria.api.dust.views import FolderBody
+from alexandria.api.openai import openapi as openai_openapi
 from alexandria.api.routing import DIFY_UUID_PARAMS
 
 Schema = dict[str, Any]
@@ -257,13 +259,16 @@ def describe(doc: Schema) -> Schema:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas.update(ENVELOPES)
+    schemas["OpenAIError"] = openai_openapi.ENVELOPE
     doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     doc["security"] = [{"bearer": []}]
     dust_bodies = _dust_bodies(schemas)
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             op["responses"].pop("422", None)
-            if is_dify_path(path):
+            if door_of(path) == "openai":
+                openai_openapi.describe(path, method, op, REF.format(model="OpenAIError"))
+            elif is_dify_path(path):
                 _describe_dify(path, method, op)
             else:
                 key = _dust_key(method, path)

@@ -214,17 +214,18 @@ class MetadataCondition:
 
 @dataclass(frozen=True)
 class MetadataFilter:
-    """A Dify metadata filter: ``conditions`` combined with ``logical_operator``."""
+    """A metadata filter: ``conditions`` combined with ``logical_operator``. A condition may itself be a filter
+    (a nested group): Dify sends one flat level, OpenAI's compound filters nest (``api/openai/filters.py``)."""
 
     logical_operator: Literal["and", "or"]
-    conditions: tuple[MetadataCondition, ...]
+    conditions: tuple[MetadataCondition | MetadataFilter, ...]
 
     def __post_init__(self) -> None:
         if self.logical_operator not in ("and", "or"):
             raise MetadataFilterError(f"logical_operator must be 'and' or 'or', got {self.logical_operator!r}")
         conditions = tuple(self.conditions)
-        if not all(isinstance(c, MetadataCondition) for c in conditions):
-            raise MetadataFilterError("conditions must be MetadataCondition instances")
+        if not all(isinstance(c, MetadataCondition | MetadataFilter) for c in conditions):
+            raise MetadataFilterError("conditions must be MetadataCondition or MetadataFilter instances")
         object.__setattr__(self, "conditions", conditions)
 
 
@@ -264,9 +265,10 @@ def condition_list(cond: MetadataCondition) -> list[str]:
     return [] if value is None else [str(value)]
 
 
-def active_conditions(flt: MetadataFilter) -> list[MetadataCondition]:
-    """The conditions Dify turns into SQL: all but the skipped ones (value None, operator not empty/not empty)."""
-    return [c for c in flt.conditions if not c.skipped]
+def active_conditions(flt: MetadataFilter) -> list[MetadataCondition | MetadataFilter]:
+    """The conditions Dify turns into SQL: all but the skipped ones (value None, operator not empty/not empty).
+    A nested group is kept; one with no active condition of its own matches every document."""
+    return [c for c in flt.conditions if isinstance(c, MetadataFilter) or not c.skipped]
 
 
 def stored_text(value: object) -> str | None:
@@ -351,7 +353,10 @@ def matches_metadata(doc_metadata: Mapping[str, object], flt: MetadataFilter) ->
     conditions = active_conditions(flt)
     if not conditions:
         return True
-    results = (_matches_condition(doc_metadata, c) for c in conditions)
+    results = (
+        matches_metadata(doc_metadata, c) if isinstance(c, MetadataFilter) else _matches_condition(doc_metadata, c)
+        for c in conditions
+    )
     return all(results) if flt.logical_operator == "and" else any(results)
 
 

@@ -1,4 +1,4 @@
-"""Who may reach what: a key's scope, enforced in this one place for every door (Dust and Dify).
+"""Who may reach what: a key's scope, enforced in this one place for every door (Dust, Dify, OpenAI).
 
 A key's scope is its **workspace**, its **role**, its **groups** (which restricted spaces it reads) and, for a key
 made with ``alexandria keys create --dataset``, the **one data source** it is bound to. The dialects resolve every
@@ -209,6 +209,19 @@ class AccessService:
             for ds in self.catalog.data_sources(who.workspace, space)
             if ds.space_id in spaces and self.sees_data_source(who, ds, spaces[ds.space_id])
         ]
+
+    # --- files (OpenAI's Files API) ------------------------------------------------------------------------------
+    def sees_file(self, who: Principal, scope_data_source_id: int | None, holders: Iterable[DataSource]) -> bool:
+        """A key bound to a data source sees only the files uploaded with a key bound to it; any other key sees a
+        file unless a data source holding it (as a document) lives in a space the key cannot read."""
+        bound = who.key.data_source_id
+        if bound is not None:
+            return scope_data_source_id == bound
+        for ds in holders:
+            space = self.catalog.space_by_id(ds.space_id)
+            if space is None or not can_read(who, space):
+                return False
+        return True
 
     # --- views ---------------------------------------------------------------------------------------------------
     def view(self, who: Principal, space_sid: str, view_sid: str) -> tuple[Space, DataSourceView, DataSource]:

@@ -16,6 +16,7 @@ from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.folders import FolderService
 from alexandria.services.jobs import JobService
 from alexandria.services.keys import KeyService
+from alexandria.services.openai_stores import VectorStoreService
 from alexandria.services.ratelimit import RateLimits
 from alexandria.services.reading import ReadingService
 from alexandria.services.search import SearchService
@@ -47,6 +48,9 @@ class Core:
         self.dify_meta = DifyMeta(self.store, self.dify_segments)
         self.dify_retrieval = DifyRetrieval(self.store, self.search, settings, build_reranker(settings))
         self.jobs.register(INDEX_DIFY_DOCUMENT, self.dify.run_index_jobs)
+        self.vector_stores = VectorStoreService(
+            self.store, self.catalog, self.dify, self.dify_segments, self.search, self.access, settings
+        )
 
     def close(self) -> None:
         self.jobs.stop_workers()

@@ -26,7 +26,7 @@ from alexandria.ingest.dify_rules import ProcessRule, ProcessRuleError
 from alexandria.ingest.hashing import chunk_hash
 from alexandria.services.catalog import CatalogService
 from alexandria.services.dify_meta import built_in_values
-from alexandria.services.dify_segments import plan_segments
+from alexandria.services.dify_segments import plan_segments, window_segments
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.services.jobs import JobService
 from alexandria.storage.base import CatalogStore, DifyStore, DocumentStore, DocumentWrite
@@ -448,6 +448,25 @@ class DifyService:
         self.jobs.notify()
         return doc
 
+    def write_file_document(
+        self,
+        ds: DataSource,
+        document_id: str,
+        title: str,
+        file: Mapping[str, Any],
+        rule: ProcessRule,
+        batch: str,
+        extra: Mapping[str, Any],
+    ) -> Document:
+        """A document whose content is an uploaded file it shares (OpenAI's vector-store files: one file in several
+        stores): parsed and split in its index job, like a create-by-file (by ``rule``, or by the record's
+        ``token_windows``: ``{"max_tokens", "overlap"}``); the file stays when the document goes. ``extra`` joins
+        the processing record."""
+        record = {"doc_form": "text_model", "doc_language": "English", "process_rule": rule.to_json(),
+                  "process_rule_id": None, "indexing_technique": "high_quality", "data_source_type": "upload_file",
+                  "file": dict(file), "stored_file": False, "linked_file": True, **extra}  # fmt: skip
+        return self._write(ds, document_id, title, "", record, batch)
+
     def list_documents(
         self, ds: DataSource, keyword: str | None, status: str | None, page: int, limit: int
     ) -> tuple[list[Document], int]:
@@ -493,10 +512,16 @@ class DifyService:
             step("parsing", processing_started_at=now_s())
             text = self._document_text(ds, document_id, record)
             step("splitting", parsing_completed_at=now_s())
-            rule = dify_rules.parse_process_rule(record["process_rule"])
-            dify_rules.check_segment_length(rule, self.settings.dify_max_segmentation_tokens)
             embedder = self.embedders.get(ds.embedder)
-            segments = plan_segments(text, rule, record["doc_form"], embedder.tokenizer.count)
+            windows = record.get("token_windows")
+            if isinstance(windows, Mapping):  # OpenAI's chunking strategy, in the model's tokens
+                segments = window_segments(
+                    text, embedder.tokenizer, int(windows["max_tokens"]), int(windows["overlap"])
+                )
+            else:
+                rule = dify_rules.parse_process_rule(record["process_rule"])
+                dify_rules.check_segment_length(rule, self.settings.dify_max_segmentation_tokens)
+                segments = plan_segments(text, rule, record["doc_form"], embedder.tokenizer.count)
             word_count = sum(s.word_count for s in segments)
             step("indexing", cleaning_completed_at=now_s(), splitting_completed_at=now_s(), word_count=word_count)
             units = _units_of(segments)
@@ -504,7 +529,7 @@ class DifyService:
             tokens = [embedder.tokenizer.count(u) for u in units]
             done = {"completed_at": now_s(), "tokens": sum(s.tokens for s in segments), "word_count": word_count,
                     "indexing_latency": round(time.time() - started, 3), "error": None}  # fmt: skip
-            parsed = text if record.get("stored_file") else None
+            parsed = text if _has_file(record) else None
             self.store.index_dify_document(ds, job, segments, vectors, tokens, done, int(time.time() * 1000), parsed)
         except _Obsolete:
             return
@@ -512,7 +537,7 @@ class DifyService:
             raise InvalidRequest(str(exc)) from exc  # permanent: the document ends in "error" with this message
 
     def _document_text(self, ds: DataSource, document_id: str, record: Mapping[str, Any]) -> str:
-        if record.get("stored_file"):
+        if _has_file(record):
             file = record.get("file") or {}
             data = self.store.file_data(str(file.get("id")))
             if data is None:
@@ -541,6 +566,11 @@ class ArchivedDocument(PermissionDenied):
     """An archived document cannot be edited or deleted (Dify's 403 ``archived_document_immutable``)."""
 
     code = "archived_document_immutable"
+
+
+def _has_file(record: Mapping[str, Any]) -> bool:
+    """The document's content is an uploaded file: its own (``stored_file``, dropped with it) or a shared one."""
+    return bool(record.get("stored_file") or record.get("linked_file"))
 
 
 def _units_of(segments: Sequence[Any]) -> list[str]:

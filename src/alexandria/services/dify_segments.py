@@ -17,9 +17,11 @@ from alexandria.domain.dify import RE_SEGMENT, ChildChunk, ChildWrite, Segment, 
 from alexandria.domain.models import DataSource, Document
 from alexandria.errors import InvalidRequest, NotFound
 from alexandria.ingest import dify_rules
+from alexandria.ingest.base import Tokenizer
 from alexandria.ingest.chunkers import SectionChunker
 from alexandria.ingest.dify_rules import ProcessRule
 from alexandria.ingest.hashing import chunk_hash
+from alexandria.ingest.token_windows import token_windows
 from alexandria.services.documents import chunk_writes, section_from_json
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.storage.base import ChunkWrite, DifyStore, DocumentStore
@@ -43,6 +45,14 @@ def plan_segments(
     return [
         SegmentWrite(content=c.content, hash=c.hash, word_count=len(c.content), tokens=count_tokens(c.content))
         for c in dify_rules.split_text(text, rule)
+    ]
+
+
+def window_segments(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> list[SegmentWrite]:
+    """Segments of overlapping token windows (OpenAI's static chunking, ``ingest/token_windows.py``)."""
+    return [
+        SegmentWrite(content=c, hash=dify_rules.text_hash(c), word_count=len(c), tokens=tokenizer.count(c))
+        for c in token_windows(text, tokenizer.spans(text), max_tokens, overlap)
     ]
 
 

@@ -31,6 +31,7 @@ from alexandria.domain.models import (
     Space,
     Workspace,
 )
+from alexandria.domain.openai import StoredFile
 from alexandria.domain.tables import QueryLimits, QueryResult, QueryTable, Table, TableRow, TableWrite
 from alexandria.ingest.base import Vectors
 
@@ -322,6 +323,27 @@ class DifyStore(Protocol):
     def instance_secret(self, name: str) -> str: ...
 
 
+class OpenAIFileStore(Protocol):
+    """The Files API's files (storage/common/openai_files.py)."""
+
+    def save_openai_file(
+        self,
+        workspace_id: int,
+        name: str,
+        extension: str,
+        mime_type: str,
+        data: bytes,
+        purpose: str,
+        scope_data_source_id: int | None,
+    ) -> StoredFile: ...
+    def get_openai_file(self, workspace_id: int, uuid: str) -> StoredFile | None: ...
+    def list_openai_files(
+        self, workspace_id: int, purpose: str | None, scope_data_source_id: int | None
+    ) -> list[StoredFile]: ...
+    def data_sources_holding(self, workspace_id: int, uuids: Sequence[str]) -> dict[str, list[int]]: ...
+    def delete_openai_file(self, workspace_id: int, uuid: str) -> bool: ...
+
+
 class TransferStore(Protocol):
     """Moving a workspace between stores (`alexandria export` / `import`; rows: storage/common/transfer_rows)."""
 
@@ -339,6 +361,7 @@ class Store(
     SearchStore,
     TableStore,
     DifyStore,
+    OpenAIFileStore,
     TransferStore,
     Protocol,
 ):

@@ -29,12 +29,22 @@ def compile_conditions(
     Bound values are appended to ``params`` in placeholder order; the expression can be ANDed into a WHERE clause."""
     if not _IDENTIFIER.fullmatch(doc_alias) or doc_alias in reserved:
         raise ValueError(f"doc_alias must be a plain SQL identifier other than {sorted(reserved)}, got {doc_alias!r}")
-    column = f"{doc_alias}.doc_metadata"
+    return _group(flt, f"{doc_alias}.doc_metadata", params, condition_sql)
+
+
+def _group(flt: MetadataFilter, column: str, params: list[object], condition_sql: ConditionSql) -> str:
+    """One level of the filter (a nested group recursively), conditions joined by its logical operator."""
     conditions = active_conditions(flt)
     if not conditions:
         return "(TRUE)"
     joiner = " AND " if flt.logical_operator == "and" else " OR "
-    return "(" + joiner.join(_condition(c, column, params, condition_sql) for c in conditions) + ")"
+    parts = (
+        _group(c, column, params, condition_sql)
+        if isinstance(c, MetadataFilter)
+        else _condition(c, column, params, condition_sql)
+        for c in conditions
+    )
+    return "(" + joiner.join(parts) + ")"
 
 
 def _condition(cond: MetadataCondition, column: str, params: list[object], condition_sql: ConditionSql) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from alexandria.api.doors import door_of
 from alexandria.api.errors import DialectError
 from alexandria.errors import AlexandriaError
 from alexandria.services.access import AccessDenied, Refusal
 
-PREFIX = "/v1/"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="api"'}
 ROUTE_NOT_FOUND = (
     "The requested URL was not found on the server. If you entered the URL manually please check your spelling and "
@@ -60,7 +60,7 @@ _BY_REFUSAL: dict[Refusal, tuple[int, str, str | None]] = {
 
 
 def is_dify_path(path: str) -> bool:
-    return path.startswith(PREFIX)
+    return door_of(path) == "dify"
 
 
 def dify_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> DialectError:

@@ -202,7 +202,8 @@ class WorkspaceImporter:
             raise TypeError("file data is not bytes")
         values = {"uuid": r["uuid"], "workspace_id": self.ws_id, "name": r["name"], "size": r["size"],
                   "extension": r["extension"], "mime_type": r["mime_type"], "data": data,
-                  "created_at": r["created_at"]}  # fmt: skip
+                  "created_at": r["created_at"], "purpose": r.get("purpose"),
+                  "scope_data_source_id": self._opt_ds(r.get("scope_data_source"))}  # fmt: skip
         self._insert("files", values)
 
     def _add_folders(self, r: Row) -> None:

@@ -83,9 +83,10 @@ SPECS: tuple[_Spec, ...] = (
           "f.uuid, d.sid, f.name, f.type, f.created_at",
           "FROM metadata_fields f JOIN data_sources d ON d.id = f.data_source_id WHERE d.workspace_id = ?",
           key="f.id"),
-    _spec("files", "uuid name size extension mime_type data created_at",
-          "f.uuid, f.name, f.size, f.extension, f.mime_type, f.data, f.created_at",
-          "FROM files f WHERE f.workspace_id = ?", key="f.id", page=16),
+    _spec("files", "uuid name size extension mime_type data created_at purpose scope_data_source",
+          "f.uuid, f.name, f.size, f.extension, f.mime_type, f.data, f.created_at, f.purpose, d.sid",
+          "FROM files f LEFT JOIN data_sources d ON d.id = f.scope_data_source_id WHERE f.workspace_id = ?",
+          key="f.id", page=16),
     _spec("folders",
           "data_source folder_id title parents parent_id mime_type source_url provider_visibility timestamp created "
           "updated",

@@ -9,6 +9,7 @@ from alexandria.storage.common.dify_catalog import DifyCatalogRows
 from alexandria.storage.common.dify_documents import DifyDocumentRows
 from alexandria.storage.common.dify_segments import DifySegmentRows
 from alexandria.storage.common.documents import Documents
+from alexandria.storage.common.openai_files import OpenAIFileRows
 from alexandria.storage.common.spaces import Spaces
 from alexandria.storage.common.transfer import Transfer
 from alexandria.storage.database import Database
@@ -20,7 +21,17 @@ from alexandria.storage.postgres.tables import PgTables
 
 
 class PostgresStore(
-    PgTables, Catalog, Documents, PgSearch, Spaces, DifyCatalogRows, DifyDocumentRows, DifySegmentRows, PgJobs, Transfer
+    PgTables,
+    Catalog,
+    Documents,
+    PgSearch,
+    Spaces,
+    DifyCatalogRows,
+    DifyDocumentRows,
+    DifySegmentRows,
+    PgJobs,
+    Transfer,
+    OpenAIFileRows,
 ):
     def __init__(self, url: str, settings: Settings) -> None:
         self.engine = PgEngine(url)

@@ -14,6 +14,7 @@ from alexandria.storage.common.dify_catalog import DifyCatalogRows
 from alexandria.storage.common.dify_documents import DifyDocumentRows
 from alexandria.storage.common.dify_segments import DifySegmentRows
 from alexandria.storage.common.documents import Documents
+from alexandria.storage.common.openai_files import OpenAIFileRows
 from alexandria.storage.common.spaces import Spaces
 from alexandria.storage.common.transfer import Transfer
 from alexandria.storage.database import Database
@@ -43,6 +44,7 @@ class SqliteStore(
     DifyCatalogRows,
     DifyDocumentRows,
     DifySegmentRows,
+    OpenAIFileRows,
     Transfer,
 ):
     def __init__(self, path: Path, settings: Settings) -> None:
