@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from fpdf import FPDF
+from mcp import Client as McpClient
+from mcp.client.streamable_http import streamable_http_client
 from openai import OpenAI
 
 from tests.live import live_server, run_cli
@@ -218,6 +221,30 @@ def test_a_file_uploaded_here_is_found_through_dust_and_dify(server: Server) -> 
                          params={"query": "lighthouse harbour", "top_k": 3}).json()  # fmt: skip
         assert found["documents"][0]["document_id"] == done.id.removeprefix("file-")
         assert "lighthouse" in found["documents"][0]["chunks"][0]["text"]
+
+
+@pytest.mark.anyio
+async def test_a_file_uploaded_here_is_found_and_read_through_mcp(server: Server) -> None:
+    client = sdk(server)
+    store = client.vector_stores.create(name="crossdoor-mcp")
+    text = b"The Antikythera mechanism predicted eclipses with bronze gears."
+    done = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=("gears.txt", io.BytesIO(text)))
+    assert done.status == "completed"
+    document_id = done.id.removeprefix("file-")
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.key}"}, timeout=120) as http,
+        McpClient(streamable_http_client(f"{server.base}/mcp", http_client=http)) as mcp,  # type: ignore[arg-type]
+    ):
+        listed = await mcp.call_tool("list_knowledge_bases", {})
+        assert not listed.is_error and listed.structured_content is not None
+        uuid = store.id.removeprefix("vs_")  # the store's Dify dataset id
+        kb = next(k for k in listed.structured_content["knowledge_bases"] if k["dify_dataset_id"] == uuid)
+        found = await mcp.call_tool("search_knowledge", {"query": "eclipse gears", "knowledge_base_ids": [kb["id"]]})
+        assert not found.is_error and found.structured_content is not None
+        assert found.structured_content["hits"][0]["document_id"] == document_id
+        read = await mcp.call_tool("read_document", {"knowledge_base_id": kb["id"], "document_id": document_id})
+        assert not read.is_error and read.structured_content is not None
+        assert read.structured_content["text"] == text.decode()
 
 
 def test_a_bound_key_is_confined_to_its_data_source(server: Server) -> None:
