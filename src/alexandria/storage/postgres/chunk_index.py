@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -17,9 +18,19 @@ from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
 
+if TYPE_CHECKING:
+    from alexandria.storage.postgres.bulk_load import PgChunkLoad
+
 log = logging.getLogger(__name__)
 
 TS_CONFIG = "english"
+#: a posting's term frequency, over ``t`` an element of ``unnest(to_tsvector(...))``; a chunk's length (BM25's
+#: document length) is their sum. Used by every chunk writer (one document's chunks here, a load's in bulk_load.py)
+TERM_FREQUENCY = "coalesce(array_length(t.positions, 1), 1)"
+CHUNK_LENGTH = f"coalesce(sum({TERM_FREQUENCY}), 0)"
+#: maintenance_work_mem for building a loaded data source's HNSW index: room for its graph (pgvector builds much
+#: faster when the graph fits), from 64 MiB up to this many MiB
+HNSW_BUILD_MEMORY_MAX_MB = 4096
 
 
 def hnsw_index_name(data_source_id: int) -> str:
@@ -37,8 +48,7 @@ def insert_chunks(
         "INSERT INTO chunks (data_source_id, document_pk, chunk_offset, text, hash, token_count, embedding, length, "
         "segment_pk, child_pk) "
         "SELECT %s, %s, u.off, u.txt, u.h, u.tok, u.emb, "
-        f"(SELECT coalesce(sum(coalesce(array_length(t.positions, 1), 1)), 0) "
-        f"FROM unnest(to_tsvector('{TS_CONFIG}', u.txt)) t), u.seg, u.child "
+        f"(SELECT {CHUNK_LENGTH} FROM unnest(to_tsvector('{TS_CONFIG}', u.txt)) t), u.seg, u.child "
         "FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::vector[], %s::bigint[], %s::bigint[]) "
         "WITH ORDINALITY AS u(off, txt, h, tok, emb, seg, child, n) ORDER BY u.n RETURNING id, length, chunk_offset",
         (
@@ -57,7 +67,7 @@ def insert_chunks(
     ids = [by_offset[c.offset] for c in chunks] if len(by_offset) == len(found) else [int(r[0]) for r in found]
     conn.execute(
         "INSERT INTO chunk_terms (data_source_id, lexeme, chunk_id, tf, length) "
-        "SELECT c.data_source_id, t.lexeme, c.id, coalesce(array_length(t.positions, 1), 1), c.length "
+        f"SELECT c.data_source_id, t.lexeme, c.id, {TERM_FREQUENCY}, c.length "
         f"FROM chunks c CROSS JOIN LATERAL unnest(to_tsvector('{TS_CONFIG}', c.text)) t WHERE c.id = ANY(%s)",
         (ids,),
     )
@@ -96,18 +106,6 @@ class PgChunkChange:
 
     def remove_document(self, document_pk: int) -> None:
         delete_chunks(self.conn.raw, self.ds.id, "document_pk = %s", (document_pk,))
-
-
-class PgChunkLoad:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.data_sources: list[DataSource] = []
-
-    def add_data_source(self, ds: DataSource) -> None:
-        self.data_sources.append(ds)  # its HNSW index is built once over the loaded rows, not grown row by row
-
-    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        insert_chunks(self.conn.raw, ds.id, document_pk, chunks, checked_vectors(ds, chunks, vectors))
 
 
 class PgChunkIndex:
@@ -159,8 +157,26 @@ class PgChunkIndex:
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[PgChunkLoad]:
+        """Chunks and postings in bulk (``bulk_load.py``), then each loaded data source's HNSW index built once
+        over its rows, in the same transaction; ``ANALYZE`` once committed."""
+        from alexandria.storage.postgres.bulk_load import PgChunkLoad
+
         with self.db.write() as conn:
             load = PgChunkLoad(conn)
             yield load
+            load.finish()
+            if load.data_sources:
+                found = conn.raw.execute(
+                    "SELECT count(*) FROM chunks WHERE data_source_id = ANY(%s)", ([ds.id for ds in load.data_sources],)
+                ).fetchone()
+                count = int(found[0]) if found else 0
+                memory = min(HNSW_BUILD_MEMORY_MAX_MB, max(64, count * 2 // 1024))  # ~2 KiB a vector and its links
+                conn.raw.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
             for ds in load.data_sources:
                 self.create(conn, ds)
+        if load.data_sources:  # the planner's statistics, now that the tables have grown
+            try:
+                with self.db.engine.read() as raw:
+                    raw.execute("ANALYZE chunks, chunk_terms, documents, document_tags, document_parents")
+            except psycopg.Error as exc:
+                log.warning("ANALYZE after a load failed: %s", exc)

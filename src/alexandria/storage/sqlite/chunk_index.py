@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
 from alexandria.storage.sqlite.db import quote_ident
 from alexandria.storage.sqlite.vectors import VectorIndexes
+
+if TYPE_CHECKING:
+    from alexandria.storage.sqlite.bulk_load import SqliteChunkLoad
 
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -64,20 +68,6 @@ class SqliteChunkChange:
         self.removed += [int(r[0]) for r in old]
 
 
-class SqliteChunkLoad:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.data_sources: list[DataSource] = []
-
-    def add_data_source(self, ds: DataSource) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")  # left by a deleted data source of this id
-        create_fts(self.conn, ds)
-        self.data_sources.append(ds)
-
-    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the cache is built after the commit
-
-
 def create_fts(conn: Conn, ds: DataSource) -> None:
     conn.execute(
         f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
@@ -103,6 +93,8 @@ class SqliteChunkIndex:
         with index.lock:
             with self.db.write() as conn:
                 before = vector_version(conn, ds.id)
+                if before == 0 and index.version == -1 and not len(index):
+                    index.version = 0  # a new data source (no chunk ever written): its empty index is in step
                 change = SqliteChunkChange(conn, ds)
                 yield change
                 after = before
@@ -130,16 +122,32 @@ class SqliteChunkIndex:
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
-        with self.db.write() as conn:
-            load = SqliteChunkLoad(conn)
-            yield load
-            conn.executemany(
-                "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
-                [(ds.id,) for ds in load.data_sources],
-            )
-        # committed: each loaded data source's HNSW cache, built now (so the first search finds it ready)
-        for ds in load.data_sources:
-            self.vectors.drop(ds.id)  # a stale cache of a deleted data source that had this id
-            index = self.vectors.get(ds.id, ds.dim)
-            with index.lock, self.db.snapshot() as conn:
-                index.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
+        """Rows in batches, FTS5 in bulk, each data source's HNSW index built alongside and saved once the load
+        commits (``bulk_load.py``)."""
+        from alexandria.storage.sqlite.bulk_load import HnswBuilder, SqliteChunkLoad
+
+        builder = HnswBuilder()
+        load: SqliteChunkLoad | None = None
+        try:
+            with self.db.write() as conn:
+                load = SqliteChunkLoad(conn, self.vectors, builder)
+                yield load
+                load.finish()
+                conn.executemany(
+                    "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
+                    [(ds.id,) for ds in load.data_sources],
+                )
+                builder.finish()  # every vector is in its index before the rows commit
+                versions = {ds.id: vector_version(conn, ds.id) for ds in load.data_sources}
+        except BaseException:
+            builder.cancel()
+            for ds in load.data_sources if load is not None else []:
+                self.vectors.drop(ds.id)
+            raise
+        # committed: each index reflects its data source's rows; saved now, so a restart loads it as it is
+        assert load is not None
+        for ds, index in load.indexes():
+            with index.lock:
+                index.version = versions[ds.id]
+                index.dirty = True
+                index.save()
