@@ -9,7 +9,7 @@ from pathlib import Path
 from alexandria.config import Settings
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
-from alexandria.storage.common.catalog import Catalog
+from alexandria.storage.common.catalog import Catalog, data_sources_where
 from alexandria.storage.common.dify_catalog import DifyCatalogRows
 from alexandria.storage.common.dify_documents import DifyDocumentRows
 from alexandria.storage.common.dify_segments import DifySegmentRows
@@ -52,6 +52,15 @@ class SqliteStore(
         self.exact_max = settings.exact_search_max_candidates
         self.db = Database(self.engine)
         self.index = SqliteChunkIndex(self.db, self.vectors)
+
+    def load_vector_indexes(self) -> int:
+        """Every data source's HNSW index, loaded now (a server's start) and brought in step with the database if it
+        is not (a crash before its file was saved): no search waits for a file or a rebuild. Returns how many."""
+        with self.db.read() as conn:
+            data_sources = data_sources_where(conn, "1 = 1", ())
+        for ds in data_sources:
+            self._ensure_index(ds)
+        return len(data_sources)
 
     def close(self) -> None:
         self.vectors.save_all()
