@@ -81,8 +81,9 @@ def txtai(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, s
     embeddings.index([(d["id"], {"text": d["text"], "title": d["title"]}, None) for d in docs])
     embeddings.save(str(out / "index"))
     seconds = time.perf_counter() - t0
-    backend = embeddings.config.get("backend", "faiss")
-    return seconds, f"txtai {getattr(txtai_package, '__version__', '?')}, content stored, ANN {backend}"
+    config = embeddings.config
+    ann = f"{config.get('backend', 'faiss')} {config.get('build', {}).get('settings', {}).get('components', '')}"
+    return seconds, f"txtai {getattr(txtai_package, '__version__', '?')}, content stored, ANN {ann.strip()}"
 
 
 def lancedb(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, str]:
