@@ -68,7 +68,8 @@ def chroma(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, 
 
 
 def txtai(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, str]:
-    import txtai as txtai_package
+    from importlib.metadata import version
+
     from txtai import Embeddings
 
     by_text = {d["text"]: vectors[i] for i, d in enumerate(docs)}
@@ -83,7 +84,7 @@ def txtai(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, s
     seconds = time.perf_counter() - t0
     config = embeddings.config
     ann = f"{config.get('backend', 'faiss')} {config.get('build', {}).get('settings', {}).get('components', '')}"
-    return seconds, f"txtai {getattr(txtai_package, '__version__', '?')}, content stored, ANN {ann.strip()}"
+    return seconds, f"txtai {version('txtai')}, content stored, ANN {ann.strip()}"
 
 
 def lancedb(docs: list[dict[str, str]], vectors: Any, out: Path) -> tuple[float, str]:
