@@ -1,6 +1,6 @@
 """Alexandria benchmarks, one command: ``.venv/bin/python bench/run.py [--data ../shared/data/scifact]``.
 
-1. Ingestion: the raw embedder on N passages next to the whole pipeline (chunk, hash, embed, SQLite + FTS5 + HNSW)
+1. Ingestion: the raw embedder on N passages next to the whole pipeline (chunk, hash, embed, SQLite + tantivy + HNSW)
    on the same passages, as passages/s and the pipeline's overhead ratio.
 2. Quality: ``alexandria eval`` on the BEIR set (keyword, vector, hybrid; plus RRF and alpha variants of hybrid).
 3. Latency: p50/p95 of the Dust search endpoint over real HTTP (a real ``alexandria serve`` process) for every judged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -170,7 +171,12 @@ def datasources() -> None:
 @data_dir_option
 @click.option("--workspace", required=True)
 @click.option("--description", default=None)
-@click.option("--embedder", default=None, help="minilm (default), minilm-int8 or openai/<model>.")
+@click.option(
+    "--embedder",
+    default=None,
+    help="minilm (default, English), minilm-int8, multilingual-e5-small (any language; needs "
+    "`pip install 'alexandria[multilingual]'`) or openai/<model>.",
+)
 @click.option("--chunk-size", type=int, default=None, help="Chunk size in model tokens (default: model limit).")
 @click.option("--space", default=None, help="Space id or name (default: the global space).")
 @click.option(
@@ -354,6 +360,38 @@ def eval_command(
             task = bar.add_task("querying", total=len(modes) * len(data.qrels))
             result = evaluation.evaluate(core, ds, data, modes, on_query=lambda: bar.advance(task))
         click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option(
+    "--url",
+    envvar="ALEXANDRIA_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The running `alexandria serve` to talk to ($ALEXANDRIA_URL).",
+)
+@click.option("--allow-writes", is_flag=True, help="List and allow the write tools (default: read-only).")
+def mcp(url: str, allow_writes: bool) -> None:
+    """MCP server over stdio for desktop agents: a thin client of a running `alexandria serve` (its `/mcp`), with
+    the API key in $ALEXANDRIA_API_KEY. Read-only unless --allow-writes. Only MCP messages are written to stdout."""
+    import os
+
+    import anyio
+
+    from alexandria.api.mcp.stdio import serve_stdio
+
+    key = os.environ.get("ALEXANDRIA_API_KEY", "")
+    if not key:
+        fail("set ALEXANDRIA_API_KEY to an Alexandria API key (alexandria keys create ...)")
+    try:
+        anyio.run(functools.partial(serve_stdio, url, key, allow_writes=allow_writes))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]  # anyio's task groups wrap the one error that stopped them
+        fail(f"alexandria mcp ({url}): {type(cause).__name__}: {cause}")
 
 
 cli_spaces.register(main, keys)  # the spaces, groups, views and key management commands

@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `alexandria serve` listens on.")
     port: int = Field(8000, description="Port `alexandria serve` listens on.")
+    mcp_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers `/mcp` accepts besides loopback names (e.g. `kb.example.com`, `kb.example.com:*`); "
+        "JSON list in the environment.",
+    )
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origin headers `/mcp` accepts besides loopback origins (e.g. `https://kb.example.com`).",
+    )
 
     embedder: Literal["minilm", "openai"] = Field(
         "minilm",
@@ -35,6 +44,12 @@ class Settings(BaseSettings):
         ge=1,
         description="ONNX Runtime intra-op threads of the separate session that embeds search queries, inline in "
         "each search's own thread (never queued behind document embeddings).",
+    )
+    query_cache_size: int = Field(
+        1024,
+        ge=0,
+        description="Distinct search queries whose vectors each embedder remembers (least recently used out; 0: "
+        "none): a repeated search skips the model.",
     )
     embed_write_nice: int = Field(
         5,

@@ -118,8 +118,10 @@ async def test_available_models(client: httpx.AsyncClient, core: Core) -> None:
     assert resp.status_code == 200
     [provider] = resp.json()["data"]
     assert provider["provider"] == "alexandria" and provider["status"] == "active"
-    [model] = provider["models"]
+    model, *optional = provider["models"]
     assert model["model"] == "fake" and model["model_type"] == "text-embedding"  # the test's registered embedder
+    # the installed multilingual model is offered too (the dev extra installs it), without being loaded
+    assert [m["model"] for m in optional] == [name for name, _ in core.embedders.optional_models()]
     resp = await client.get("/v1/workspaces/current/models/model-types/rerank", headers=auth(key))
     assert resp.json() == {"data": []}  # no reranker configured
     resp = await client.get("/v1/workspaces/current/models/model-types/telepathy", headers=auth(key))

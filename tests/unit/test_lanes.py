@@ -15,7 +15,7 @@ from alexandria.config import Settings
 from alexandria.ingest.base import Vectors
 from alexandria.ingest.embedders import MiniLMEmbedder
 from alexandria.services.embedders import EmbedderRegistry
-from alexandria.services.lanes import THREAD_NAME, LaneEmbedder, WriteLane
+from alexandria.services.lanes import THREAD_NAME, LaneEmbedder, QueryCache, WriteLane
 from tests.fakes import HashingEmbedder
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
@@ -97,12 +97,47 @@ def test_minilm_lanes_two_sessions_and_the_document_threads_inherit_the_lower_pr
     before = set(ort_threads_niceness())
     registry = EmbedderRegistry(settings)
     try:
-        docs, query = registry.get("minilm"), registry.query("minilm")
+        docs, cache = registry.get("minilm"), registry.query("minilm")
+        assert isinstance(cache, QueryCache)
+        query = cache.inner
         assert isinstance(docs, MiniLMEmbedder) and isinstance(query, MiniLMEmbedder)
         assert docs.threads == 2 and query.threads == 1 and docs is not query
         texts = ["Mitochondria produce most of the ATP of a cell.", "how do cells make energy"]
         np.testing.assert_allclose(registry.writer("minilm").embed(texts), query.embed(texts), atol=1e-5)
         lowered = [tid for tid, nice in ort_threads_niceness().items() if tid not in before and nice == base + 4]
         assert len(lowered) >= 2  # the lane thread and ONNX Runtime's pool thread of the document session
+    finally:
+        registry.close()
+
+
+def test_query_cache_returns_the_models_vectors_and_skips_it_for_repeats(tmp_path: Path) -> None:
+    registry = EmbedderRegistry(Settings(data_dir=tmp_path, query_cache_size=2))
+    query = Recording()
+    registry.register("x", HashingEmbedder(), query=query)
+    try:
+        cached = registry.query("x")
+        first = cached.embed(["alpha", "beta"])
+        np.testing.assert_array_equal(first, HashingEmbedder().embed(["alpha", "beta"]))
+        again = cached.embed(["beta", "alpha"])  # both remembered: the model is not called
+        np.testing.assert_array_equal(again, first[::-1])
+        assert [n for _, n in query.seen] == [2]
+        cached.embed(["gamma"])  # the least recently used ("beta"... then "alpha" was used after it) goes out
+        cached.embed(["beta", "alpha"])
+        assert [n for _, n in query.seen] == [2, 1, 1]
+        changed = cached.embed(["gamma"])
+        changed[0][0] += 1.0  # a caller changing its result does not change what the cache hands out
+        np.testing.assert_array_equal(cached.embed(["gamma"]), HashingEmbedder().embed(["gamma"]))
+    finally:
+        registry.close()
+
+
+def test_query_cache_can_be_turned_off(tmp_path: Path) -> None:
+    registry = EmbedderRegistry(Settings(data_dir=tmp_path, query_cache_size=0))
+    query = Recording()
+    registry.register("x", HashingEmbedder(), query=query)
+    try:
+        registry.query("x").embed(["alpha"])
+        registry.query("x").embed(["alpha"])
+        assert [n for _, n in query.seen] == [1, 1]
     finally:
         registry.close()

@@ -12,10 +12,10 @@ target, then compares through the services and the API, with the source's API ke
   child chunks, metadata fields, tags) are equal to the source's, JSON for JSON;
 * stored vectors are bit for bit the source's; vector search and semantic retrieval rank as on the source;
 * keyword and hybrid search (Dust) and full-text and hybrid retrieval (Dify) rank and score exactly as the same
-  workspace built natively on the target's backend (BM25 differs between FTS5 and PostgreSQL text search, so the
+  workspace built natively on the target's backend (BM25 differs between the two engines' text analysis, so the
   target's own backend is the reference), scores within 1e-5;
 * the moved queue indexes what was still waiting, and the target's search structures are consistent (BM25
-  statistics on PostgreSQL; FTS5 table and HNSW cache on SQLite).
+  statistics on PostgreSQL; keyword index and HNSW cache on SQLite).
 """
 
 from __future__ import annotations
@@ -409,18 +409,7 @@ def model_state(core: Core) -> dict[str, Any]:
 
 
 # --- checks of the target's search structures -------------------------------------------------------------------
-def native_fts_ddl(settings: Settings) -> str | None:
-    """The DDL of an FTS5 table SqliteStore.create_data_source made (None on PostgreSQL)."""
-    url = settings.resolved_database_url()
-    if not url.startswith("sqlite"):
-        return None
-    with sqlite3.connect(Path(url[len("sqlite:///") :])) as conn:
-        name, ddl = conn.execute("SELECT name, sql FROM sqlite_master WHERE name LIKE 'fts^_%' ESCAPE '^' "
-                                 "AND type = 'table' ORDER BY name LIMIT 1").fetchone()  # fmt: skip
-    return str(ddl).replace(str(name), "X")
-
-
-def check_target_structures(settings: Settings, core: Core, native_fts: str | None) -> None:
+def check_target_structures(settings: Settings, core: Core) -> None:
     ws = core.catalog.workspace(WS)
     sources = core.store.list_data_sources(ws.id, None)
     url = settings.resolved_database_url()
@@ -444,16 +433,11 @@ def check_target_structures(settings: Settings, core: Core, native_fts: str | No
     path = Path(url[len("sqlite:///") :])
     with sqlite3.connect(path) as conn:
         for ds in sources:
-            fts = f"fts_{ds.id}"
-            (ddl,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (fts,)).fetchone()
-            conn.execute(f'INSERT INTO "{fts}" ("{fts}") VALUES (\'integrity-check\')')
             chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks WHERE data_source_id = ?", (ds.id,))}
-            conn.execute(f"CREATE VIRTUAL TABLE temp.vocab_{ds.id} USING fts5vocab(main, '{fts}', 'instance')")
-            indexed = {r[0] for r in conn.execute(f"SELECT DISTINCT doc FROM temp.vocab_{ds.id}")}
-            assert indexed == chunk_ids, ds.name  # the FTS index holds exactly the data source's chunks
             count = len(chunk_ids)
-            assert str(ddl).replace(fts, "X") == native_fts  # as SqliteStore.create_data_source makes it
             (version,) = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+            keywords = core.store.keywords.get(ds.id)  # built by the import, in step, holding exactly these chunks
+            assert (keywords.version, set(keywords.ids())) == (version, chunk_ids), ds.name
             index = core.store.vectors.get(ds.id, ds.dim)
             assert (index.version, len(index)) == (version, count), ds.name  # HNSW cache built and in step
 
@@ -488,13 +472,12 @@ async def test_a_moved_workspace_works_as_before(
         drain(ref)
         ref_dust = dust_search(ref)
         ref_dify = await dify_retrieve(ref, ref_client, ref_secrets)
-        native_fts = native_fts_ddl(ref_settings)
 
     buf.seek(0)
     async with app(dst_settings) as (dst, dst_client):
         ws = transfer.import_workspace(dst.store, buf)
         assert ws.sid == WS
-        check_target_structures(dst_settings, dst, native_fts)
+        check_target_structures(dst_settings, dst)
         assert model_state(dst) == src_model  # every object, every moved id and timestamp; the queue's live jobs
         assert stored_vectors(dst) == src_vectors  # bit for bit: nothing embedded again
         assert await listings(dst, dst_client, secrets) == before  # what every client sees, with the old keys
@@ -507,7 +490,7 @@ async def test_a_moved_workspace_works_as_before(
         fake = dst.embedders.get("fake")
         assert isinstance(fake, HashingEmbedder) and fake.calls == []
         assert drain(dst) == src_jobs == 2  # the moved queue indexes what was waiting
-        check_target_structures(dst_settings, dst, native_fts)
+        check_target_structures(dst_settings, dst)
         dst_dust = dust_search(dst)
         dst_dify = await dify_retrieve(dst, dst_client, secrets)
 

@@ -1,4 +1,5 @@
-"""The ASGI application: both dialects over one core, errors rendered in each dialect's envelope."""
+"""The ASGI application: the dialects over one core, errors rendered in each dialect's envelope; the MCP door at
+``/mcp`` (api/mcp/http.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from alexandria.api.dust.tables import router as dust_tables_router
 from alexandria.api.dust.views import router as dust_views_router
 from alexandria.api.edge import target_error
 from alexandria.api.errors import DialectError
+from alexandria.api.mcp.http import McpHttp, WithMcp
 from alexandria.api.routing import allowed_methods
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
@@ -125,7 +127,8 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
         if n_workers > 0:
             the_core.jobs.start_workers(n_workers)
         try:
-            yield
+            async with mcp_door.lifespan():  # the MCP door's task group (api/mcp/http.py)
+                yield
         finally:
             if n_workers > 0:
                 await anyio.to_thread.run_sync(the_core.jobs.stop_workers)  # lets batches in flight finish
@@ -135,6 +138,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     app = FastAPI(title="Alexandria", version="0.1.0", lifespan=lifespan)
     app.state.core = core or Core(settings)
     app.state.write_admission = WriteAdmission.from_settings(settings)
+    mcp_door = McpHttp(app.state.core, settings)
     routers = (
         dust_router,
         dust_tables_router,
@@ -189,7 +193,7 @@ def create_app(settings: Settings, core: Core | None = None, workers: int | None
     async def healthz() -> dict[str, Any]:
         return {"ok": True}
 
-    limited: Any = BodyLimit(TargetCheck(app), int(settings.max_body_mb * 1024 * 1024))
+    limited: Any = BodyLimit(TargetCheck(WithMcp(app, mcp_door)), int(settings.max_body_mb * 1024 * 1024))
     app.state.asgi = limited
     return app
 

@@ -50,6 +50,7 @@ from alexandria.services.spaces import SpaceService
 
 API_ROLES = frozenset({Role.ADMIN, Role.BUILDER, Role.SYSTEM})
 WRITER_ROLES = frozenset({Role.ADMIN, Role.BUILDER, Role.SYSTEM})
+READER_ROLES = API_ROLES | {Role.USER}  # the MCP door: a ``user`` key reads what its groups allow, writes nothing
 
 
 class Refusal(enum.StrEnum):
@@ -109,12 +110,19 @@ class AccessService:
         self.spaces = spaces
 
     # --- who -----------------------------------------------------------------------------------------------------
-    def principal(self, workspace: Workspace, key: ApiKey, group_ids: Iterable[str] | None = None) -> Principal:
+    def principal(
+        self,
+        workspace: Workspace,
+        key: ApiKey,
+        group_ids: Iterable[str] | None = None,
+        roles: frozenset[Role] = API_ROLES,
+    ) -> Principal:
         """``key`` acting in ``workspace`` with its groups (every group of the workspace for a system key, which
-        may narrow them to ``group_ids``: Dust's ``X-Dust-Group-Ids``)."""
+        may narrow them to ``group_ids``: Dust's ``X-Dust-Group-Ids``). Keys of other ``roles`` are refused (the
+        MCP door also admits ``user`` keys, as read-only keys: ``READER_ROLES``)."""
         if key.workspace_id != workspace.id:
             raise AccessDenied(Refusal.OTHER_WORKSPACE)
-        if key.role not in API_ROLES:
+        if key.role not in roles:
             raise AccessDenied(Refusal.ROLE)
         groups = self.spaces.key_group_ids(workspace, key)
         if key.is_system and group_ids is not None:

@@ -17,6 +17,7 @@ from alexandria.services.folders import FolderService
 from alexandria.services.jobs import JobService
 from alexandria.services.keys import KeyService
 from alexandria.services.ratelimit import RateLimits
+from alexandria.services.reading import ReadingService
 from alexandria.services.search import SearchService
 from alexandria.services.spaces import SpaceService
 from alexandria.services.tables import TableService
@@ -39,6 +40,7 @@ class Core:
         self.access = AccessService(self.catalog, self.spaces)
         self.folders = FolderService(self.store)
         self.tables = TableService(self.store, settings)
+        self.reading = ReadingService(self.store)
         self.rate_limits = RateLimits(settings.upserts_per_minute)
         self.dify_segments = DifySegments(self.store, self.embedders, settings)
         self.dify = DifyService(self.store, self.embedders, settings, self.jobs, self.catalog)

@@ -124,7 +124,12 @@ class DifyService:
             )
         try:
             return self.catalog.create_data_source(
-                workspace, name, description=body.get("description") or "", check_name=False, dify=dify
+                workspace,
+                name,
+                description=body.get("description") or "",
+                embedder=self.embedders.from_model_name(body.get("embedding_model")),
+                check_name=False,
+                dify=dify,
             )
         except AlreadyExists as exc:
             raise AlreadyExists(

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alexandria.config import Settings
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Embedder
-from alexandria.services.lanes import LaneEmbedder, WriteLane
+from alexandria.services.lanes import LaneEmbedder, QueryCache, WriteLane
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
+MULTILINGUAL_E5 = "multilingual-e5-small"  # optional extra: pip install 'alexandria[multilingual]'
 OPENAI_PREFIX = "openai/"
+
+
+# names a client may give for a local model (lower case): registry names and the models' published names
+_ALIASES = {
+    MINILM: MINILM,
+    "all-minilm-l6-v2": MINILM,
+    "sentence-transformers/all-minilm-l6-v2": MINILM,
+    MINILM_INT8: MINILM_INT8,
+    "sentence-transformers/all-minilm-l6-v2-int8": MINILM_INT8,
+    MULTILINGUAL_E5: MULTILINGUAL_E5,
+    "intfloat/multilingual-e5-small": MULTILINGUAL_E5,
+    "intfloat/multilingual-e5-small-q4": MULTILINGUAL_E5,
+}
 
 
 @dataclass(frozen=True)
@@ -24,7 +38,8 @@ class _Lanes:
 
 
 class EmbedderRegistry:
-    """Resolves a data source's embedder name (``minilm``, ``minilm-int8``, ``openai/<model>``) to one shared
+    """Resolves a data source's embedder name (``minilm``, ``minilm-int8``, ``multilingual-e5-small``,
+    ``openai/<model>``) to one shared
     instance and its lanes: :meth:`writer` for document embeddings (on the write lane), :meth:`query` for search
     queries (inline, on the local model's own small session). Tests may :meth:`register` instances of their own."""
 
@@ -39,11 +54,25 @@ class EmbedderRegistry:
             return OPENAI_PREFIX + self.settings.openai_model
         return MINILM_INT8 if self.settings.embedder_quantize else MINILM
 
+    def optional_models(self) -> list[tuple[str, int]]:
+        """``(published name, input limit in tokens)`` of the installed models a data source may choose besides
+        the default, read without loading them (Dify's model list)."""
+        from alexandria.ingest import multilingual_e5 as e5
+
+        return [(e5.E5_NAME, e5.E5_MAX_TOKENS)] if e5.e5_available() else []
+
+    def from_model_name(self, model: object) -> str | None:
+        """The local embedder a client's model name denotes (a registry name or the model's published name, e.g.
+        Dify's ``embedding_model``), or None for a name that is not one of ours."""
+        if not isinstance(model, str):
+            return None
+        return _ALIASES.get(model.strip().lower())
+
     def register(self, name: str, embedder: Embedder, *, query: Embedder | None = None) -> None:
         """Use ``embedder`` for ``name``: its document embeddings go through the write lane, queries through
         ``query`` (default: the same instance, inline)."""
         with self._lock:
-            self._lanes[name] = _Lanes(embedder, self._on_lane(embedder), query or embedder)
+            self._lanes[name] = self._cached(_Lanes(embedder, self._on_lane(embedder), query or embedder))
 
     def get(self, name: str) -> Embedder:
         """The model itself: name, dimension, tokenizer (embed with :meth:`writer` or :meth:`query`)."""
@@ -67,9 +96,13 @@ class EmbedderRegistry:
         with self._lock:
             lanes = self._lanes.get(name)
             if lanes is None:
-                lanes = self._factory(name)()
+                lanes = self._cached(self._factory(name)())
                 self._lanes[name] = lanes
             return lanes
+
+    def _cached(self, lanes: _Lanes) -> _Lanes:
+        size = self.settings.query_cache_size
+        return replace(lanes, query=QueryCache(lanes.query, size)) if size > 0 else lanes
 
     def _factory(self, name: str) -> Callable[[], _Lanes]:
         from alexandria.ingest import embedders as impl
@@ -87,6 +120,23 @@ class EmbedderRegistry:
                 return _Lanes(docs, self._on_lane(docs), query)
 
             return make_minilm
+        if name == MULTILINGUAL_E5:
+            from alexandria.ingest import multilingual_e5 as e5
+
+            if not e5.e5_available():
+                raise InvalidRequest(
+                    f"embedder {name!r} is not installed on this server ({e5.E5_INSTALL})",
+                    code="embedder_not_installed",
+                )
+
+            def make_e5() -> _Lanes:
+                model = e5.load_e5_model()
+                # queries: "query: " prefix, a small team inline; documents: "passage: ", on the lane's own team
+                query = e5.E5Embedder(model, "query", threads=s.query_embedder_threads)
+                docs = e5.E5Embedder(model, "passage", threads=s.embedder_threads or impl.default_threads())
+                return _Lanes(docs, self._on_lane(docs), query)
+
+            return make_e5
         if name.startswith(OPENAI_PREFIX):
             model_name = name[len(OPENAI_PREFIX) :]
 

@@ -16,9 +16,10 @@ import logging
 import os
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -122,3 +123,61 @@ class LaneEmbedder:
             for i in range(0, len(texts), self.batch)
         ]
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+class QueryCache:
+    """An embedder that remembers the vectors of its last ``size`` distinct texts (least recently used out): a
+    repeated search (pagination, a client retrying, an agent asking again, Dify's hit testing) skips the model.
+    Vectors are handed out read-only, so no caller can change a cached one."""
+
+    def __init__(self, inner: Embedder, size: int) -> None:
+        self.inner = inner
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray[Any, np.dtype[np.float32]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single string")
+        if not texts:
+            return self.inner.embed(texts)
+        with self._lock:
+            found = [self._vectors.get(t) for t in texts]
+            for t, v in zip(texts, found, strict=True):
+                if v is not None:
+                    self._vectors.move_to_end(t)
+                    self.hits += 1
+        missing = [t for t, v in zip(texts, found, strict=True) if v is None]
+        if missing:
+            fresh = self.inner.embed(missing)
+            computed = dict(zip(missing, fresh, strict=True))
+            with self._lock:
+                for t, v in computed.items():
+                    v = np.array(v, dtype=np.float32)
+                    v.setflags(write=False)
+                    self._vectors[t] = v
+                    self._vectors.move_to_end(t)
+                    computed[t] = v
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        else:
+            computed = {}
+        rows = [v if v is not None else computed[t] for t, v in zip(texts, found, strict=True)]
+        return np.stack(rows).astype(np.float32, copy=False)

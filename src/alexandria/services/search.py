@@ -57,8 +57,8 @@ class SearchService:
             vec = self.store.vector_search(ds, vector, filters, k)
             return self._hits(vec, vector={s.pk: s.score for s in vec})
         n = max(self.settings.hybrid_candidates, k)
-        # One ranked BM25 pass deep enough to score the vector candidates too: FTS5 ranks all matches anyway, so a
-        # deep LIMIT costs little, while scoring chosen rowids one by one costs ~0.2 ms each.
+        # One ranked BM25 pass deep enough to score the vector candidates too: a top-1000 costs about twice a top-10
+        # (tantivy, 100k chunks: 1.5 against 0.7 ms p50), less than scoring chosen chunks (PostgreSQL: a query each).
         kw_deep = self.store.keyword_search(ds, query, filters, max(n, KEYWORD_SCORING_DEPTH))
         kw = kw_deep[:n]
         vec = self.store.vector_search(ds, vector, filters, n)

@@ -140,6 +140,7 @@ async def models(model_type: str, auth: AuthDep, core: CoreDep) -> Any:
     if model_type == "text-embedding":
         embedder = await run_sync(core.embedders.get, core.embedders.default_name())
         names.append((embedder.name, {"context_size": embedder.max_tokens + 2}))
+        names += [(name, {"context_size": limit + 2}) for name, limit in core.embedders.optional_models()]
     elif model_type == "rerank" and core.dify_retrieval.reranker is not None:
         names.append((core.dify_retrieval.reranker.name, {}))
     if not names:

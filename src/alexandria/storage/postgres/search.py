@@ -1,10 +1,12 @@
 """Keyword and vector search on PostgreSQL, with filters compiled to SQL.
 
-Keyword: BM25 computed in SQL, as SQLite FTS5 computes it (k1 = 1.2, b = 0.75, IDF = ln((N - n + 0.5)/(n + 0.5))
-floored at 1e-6), over PostgreSQL full text (English stemming): a posting table (lexeme, chunk, term frequency, chunk
-length) whose covering index holds everything BM25 reads, so a query touches only its terms' postings, like an
-inverted index; N and the total length are kept per data source; a term's document frequency is its number of
-postings, cached until the data source's chunks change. ``ts_rank_cd`` is not BM25 and ranks worse.
+Keyword: BM25 computed in SQL, as the embedded store's tantivy index computes it (k1 = 1.2, b = 0.75,
+IDF = ln(1 + (N - n + 0.5)/(n + 0.5))), over the keyword analyzer's terms (``search/analysis.py``, the terms the
+embedded store indexes too): a posting table (term, chunk, term frequency, chunk length in terms) whose covering index
+holds everything BM25 reads, so a query touches only its terms' postings, like an inverted index; N and the total
+length are kept per data source; a term's document frequency is its number of postings, cached until the data
+source's chunks change. Unfiltered queries read the postings best-first and skip those that cannot reach the top k
+(``keyword_topk.py``); filtered ones aggregate the postings of the filter's chunks.
 Vector: pgvector HNSW over half-precision
 embeddings (a partial index per data source) with iterative scans for filters, exact search over the filtered rows
 when they are few; scores are cosines recomputed at full precision.
@@ -12,7 +14,6 @@ when they are few; scores are cosines recomputed at full precision.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,11 +22,12 @@ import psycopg
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
+from alexandria.search.analysis import query_terms
 from alexandria.search.ann import MAX_EF, hnsw_ef
-from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, query_terms
+from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf
 from alexandria.storage.base import ScoredId
-from alexandria.storage.postgres.chunk_index import TS_CONFIG
 from alexandria.storage.postgres.db import PgEngine
+from alexandria.storage.postgres.keyword_topk import top_k
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
 
 
@@ -71,13 +73,7 @@ class PgSearch:
     hnsw_ef_search: int
 
     def _lexemes(self, conn: psycopg.Connection, query: str) -> list[str]:
-        terms = query_terms(query)
-        if not terms:
-            return []
-        found = conn.execute(
-            f"SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TS_CONFIG}', %s)) ORDER BY lexeme", (" ".join(terms),)
-        ).fetchall()
-        return [str(r[0]) for r in found]
+        return query_terms(query)
 
     def _stats(self, conn: psycopg.Connection, ds: DataSource) -> tuple[int, int, int]:
         """``(chunk_total, chunk_length_total, stats_version)`` of the data source."""
@@ -117,7 +113,11 @@ class PgSearch:
                 return []
             avgdl = max(length_total / total, 1e-9)
             freqs = self._doc_freqs(conn, ds, version, lexemes)
-            idfs = [max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6) for n in freqs]
+            idfs = [bm25_idf(total, n) for n in freqs]
+            if filters.is_empty():  # best-first over impact-ordered postings: cost follows k
+                best = top_k(conn, int(ds.id), lexemes, idfs, freqs, avgdl, k)
+                if best is not None:
+                    return best
             k1, b = BM25_K1, BM25_B  # constants of the formula, inlined (never input)
             score = f"sum(w.idf * p.tf * {k1 + 1!r} / (p.tf + {k1!r} * (1 - {b!r} + {b!r} * p.length / {avgdl!r})))"
             params: list[object] = [list(lexemes), idfs, ds.id]

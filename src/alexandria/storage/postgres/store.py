@@ -30,6 +30,7 @@ class PostgresStore(
         self.hnsw_ef_search = settings.hnsw_expansion_search
         self.db = Database(self.engine)
         self.index = PgChunkIndex(self.db, self.hnsw_m, self.hnsw_ef_construction)
+        self.index.reanalyze_stale()  # keyword postings built by an earlier analyzer (an upgraded database)
 
     def close(self) -> None:
         self.engine.close()

@@ -1,22 +1,25 @@
-"""Bulk loading into the embedded store (``alexandria import``): rows in large batches, the keyword index filled in
-bulk, and each loaded data source's HNSW index built once, on a thread of its own while the rows are written, then
-saved to the data directory.
+"""Bulk loading into the embedded store (``alexandria import``): rows in large batches, each loaded data source's
+HNSW index built once, on a thread of its own while the rows are written, then saved to the data directory, and its
+tantivy keyword index built in one commit after the load's.
 
-Per-row index maintenance is what made a load slow: one ``INSERT ... RETURNING`` and one FTS5 insert per chunk, and
-an HNSW index built only after the commit, from vectors read back from the database. Here:
+Per-row index maintenance is what made a load slow: one ``INSERT ... RETURNING`` per chunk, and an HNSW index built
+only after the commit, from vectors read back from the database. Here:
 
 * chunk ids are assigned by the load (the next ids after ``sqlite_sequence``'s, inside the write transaction that
-  holds the only writer), so chunks go in with one ``executemany`` per batch and their FTS5 rows with another;
+  holds the only writer), so chunks go in with one ``executemany`` per batch;
 * the vectors of each batch go to :class:`HnswBuilder`, whose thread adds them to the data source's new usearch index
   (``add`` releases the GIL and uses every core), so building the graph overlaps parsing and writing the rows;
 * when the transaction commits, each index records the data source's ``vector_version`` and is saved beside the
-  database, so the first search after the load, or after a restart, finds it ready.
+  database, so the first search after the load, or after a restart, finds it ready;
+* then each data source's keyword index is built from its committed rows in one tantivy writer commit
+  (``SqliteChunkIndex.loading``; the index was emptied when the load began and the data source is marked as analysed
+  by this release's analyzer).
 
 Crashes: the rows are one transaction, and an index file is written only after it commits. A process killed during
 the load leaves neither rows nor index files of the loaded data sources (stale files of a deleted data source that
-had the same id are removed before the load starts); one killed after the commit but before the save leaves rows
-without an index file, which the next open rebuilds from the rows (``vectors.py``: a missing or out-of-step file is
-reconciled with the database).
+had the same id are removed before the load starts); one killed after the commit but before the saves leaves rows
+without an index file or with an empty keyword index, which are rebuilt from the rows (``vectors.py``,
+``keyword_index.py``: a missing or out-of-step index is reconciled with the database).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from alexandria.ingest.base import Vectors
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn
-from alexandria.storage.sqlite.chunk_index import create_fts, fts_table
+from alexandria.storage.sqlite.chunk_index import mark_analyzed
+from alexandria.storage.sqlite.keyword_index import KeywordIndexes
 from alexandria.storage.sqlite.vectors import DataSourceIndex, IdArray, VectorIndexes
 
-#: chunks written (rows and FTS5 entries) per batch, and vectors handed to the HNSW builder at once
+#: chunks written per batch, and vectors handed to the HNSW builder at once
 BATCH = 4096
 #: batches of vectors waiting for the builder: bounds the load's memory when the graph is slower than the rows
 QUEUED_BATCHES = 4
@@ -97,21 +101,22 @@ class _Pending:
 class SqliteChunkLoad:
     """The :class:`~alexandria.storage.chunk_index.ChunkLoad` of the embedded store (see the module's docstring)."""
 
-    def __init__(self, conn: Conn, vectors: VectorIndexes, builder: HnswBuilder) -> None:
+    def __init__(self, conn: Conn, vectors: VectorIndexes, keywords: KeywordIndexes, builder: HnswBuilder) -> None:
         self.conn = conn
         self.vectors = vectors
+        self.keywords = keywords
         self.builder = builder
         self.data_sources: list[DataSource] = []
         self.pending: dict[int, _Pending] = {}
         self.rows: list[tuple[object, ...]] = []
-        self.fts_rows: dict[int, list[tuple[int, str]]] = {}
         seq = conn.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'")
         self.next_id = int(seq or 0) + 1
 
     def add_data_source(self, ds: DataSource) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")  # left by a deleted data source of this id
-        create_fts(self.conn, ds)
-        self.vectors.drop(ds.id)  # and its index files, before anything of this load can be saved
+        mark_analyzed(self.conn, ds.id)  # its keyword index is built by this analyzer once the load commits
+        # index files left by a deleted data source of this id, removed before anything of this load can be saved
+        self.vectors.drop(ds.id)
+        self.keywords.drop(ds.id)
         self.pending[ds.id] = _Pending(self.vectors.get(ds.id, ds.dim))
         self.data_sources.append(ds)
 
@@ -124,11 +129,9 @@ class SqliteChunkLoad:
             return
         first = self.next_id
         self.next_id += len(chunks)
-        fts = self.fts_rows.setdefault(ds.id, [])
         for pk, chunk, vec in zip(range(first, self.next_id), chunks, vecs, strict=True):
             self.rows.append((pk, ds.id, document_pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count,
                               vec.tobytes(), chunk.segment_pk, chunk.child_pk))  # fmt: skip
-            fts.append((pk, chunk.text))
         pending.ids.append(np.arange(first, self.next_id, dtype=np.int64))
         pending.vectors.append(vecs)
         pending.count += len(chunks)
@@ -149,10 +152,7 @@ class SqliteChunkLoad:
                 "segment_pk, child_pk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 self.rows,
             )
-        for ds_id, fts in self.fts_rows.items():
-            if fts:
-                self.conn.executemany(f"INSERT INTO {fts_table(ds_id)} (rowid, text) VALUES (?, ?)", fts)
-        self.rows, self.fts_rows = [], {}
+        self.rows = []
 
     def finish(self) -> None:
         """The last batch of rows and vectors (the caller then waits for the builder and commits)."""

@@ -1,9 +1,11 @@
-"""The embedded store's chunk index: chunk rows, their FTS5 entries (one table per data source) and the usearch HNSW
-cache, which mirrors each committed change when it was in step with the database (``vector_version``)."""
+"""The embedded store's chunk index: chunk rows, and two caches that mirror each committed change when they were in
+step with the database (``vector_version``): the tantivy keyword index and the usearch HNSW index of each data
+source. A cache out of step (a crash between the commits, another process) is reconciled at its next search."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -12,20 +14,23 @@ import numpy as np
 from alexandria.domain.models import DataSource
 from alexandria.errors import StorageError
 from alexandria.ingest.base import Vectors
+from alexandria.search.analysis import ANALYZER_VERSION
 from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
-from alexandria.storage.sqlite.db import quote_ident
+from alexandria.storage.keyword_reindex import Progress, log_progress, stale_data_sources
+from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
 if TYPE_CHECKING:
     from alexandria.storage.sqlite.bulk_load import SqliteChunkLoad
 
-FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+log = logging.getLogger(__name__)
 
 
-def fts_table(data_source_id: int) -> str:
-    return quote_ident(f"fts_{int(data_source_id)}")
+def mark_analyzed(conn: Conn, data_source_id: int) -> None:
+    """Record that the data source's keyword index is (being) built by this release's analyzer."""
+    conn.execute("UPDATE data_sources SET keyword_analyzer = ? WHERE id = ?", (ANALYZER_VERSION, data_source_id))
 
 
 def vector_version(conn: Conn, data_source_id: int) -> int:
@@ -39,9 +44,9 @@ class SqliteChunkChange:
     def __init__(self, conn: Conn, ds: DataSource) -> None:
         self.conn = conn
         self.ds = ds
-        self.fts = fts_table(ds.id)
         self.removed: list[int] = []
         self.added: list[int] = []
+        self.texts: list[tuple[int, str]] = []
         self.vectors: list[Vectors] = []
 
     def add(self, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> list[int]:
@@ -54,7 +59,7 @@ class SqliteChunkChange:
                 (self.ds.id, document_pk, chunk.offset, chunk.text, chunk.hash, chunk.token_count, vec.tobytes(),
                  chunk.segment_pk, chunk.child_pk),
             )  # fmt: skip
-            self.conn.execute(f"INSERT INTO {self.fts} (rowid, text) VALUES (?, ?)", (pk, chunk.text))
+            self.texts.append((pk, chunk.text))
             ids.append(pk)
         self.added += ids
         if ids:
@@ -62,25 +67,18 @@ class SqliteChunkChange:
         return ids
 
     def remove_document(self, document_pk: int) -> None:
-        old = self.conn.all("SELECT id, text FROM chunks WHERE document_pk = ?", (document_pk,))
-        self.conn.executemany(f"INSERT INTO {self.fts} ({self.fts}, rowid, text) VALUES ('delete', ?, ?)", old)
+        old = self.conn.all("SELECT id FROM chunks WHERE document_pk = ?", (document_pk,))
         self.conn.execute("DELETE FROM chunks WHERE document_pk = ?", (document_pk,))
         self.removed += [int(r[0]) for r in old]
-
-
-def create_fts(conn: Conn, ds: DataSource) -> None:
-    conn.execute(
-        f"CREATE VIRTUAL TABLE {fts_table(ds.id)} USING fts5(text, content='chunks', content_rowid='id', "
-        f"tokenize='{FTS_TOKENIZER}')"
-    )
 
 
 class SqliteChunkIndex:
     vector_column = "vector"
 
-    def __init__(self, db: Database, vectors: VectorIndexes) -> None:
+    def __init__(self, db: Database, vectors: VectorIndexes, keywords: KeywordIndexes) -> None:
         self.db = db
         self.vectors = vectors
+        self.keywords = keywords
 
     def stored_vector(self, value: object) -> Vectors:
         if not isinstance(value, bytes | memoryview):
@@ -90,7 +88,8 @@ class SqliteChunkIndex:
     @contextlib.contextmanager
     def change(self, ds: DataSource) -> Iterator[SqliteChunkChange]:
         index = self.vectors.get(ds.id, ds.dim)
-        with index.lock:
+        keywords = self.keywords.get(ds.id)
+        with index.lock, keywords.lock:  # a search seeing the new version waits for the mirrors, not reconciles
             with self.db.write() as conn:
                 before = vector_version(conn, ds.id)
                 if before == 0 and index.version == -1 and not len(index):
@@ -107,9 +106,40 @@ class SqliteChunkIndex:
                 if change.added:
                     index.add(np.array(change.added, dtype=np.int64), np.concatenate(change.vectors))
                 index.version = after
+            if after != before and keywords.version == before:
+                self._mirror_keywords(keywords, ds, change, after)
+
+    def _mirror_keywords(
+        self, keywords: DataSourceKeywords, ds: DataSource, change: SqliteChunkChange, after: int
+    ) -> None:
+        try:
+            keywords.apply(change.removed, change.texts, after)  # committed before the next search reads it
+        except Exception:  # the database committed: the index is out of step, reconciled at its next search
+            log.exception("keyword index of data source %d left out of step", ds.id)
 
     def create(self, conn: Conn, ds: DataSource) -> None:
-        create_fts(conn, ds)
+        self.keywords.drop(ds.id)  # left by a deleted data source of this id
+        self.keywords.get(ds.id).start(vector_version(conn, ds.id))  # empty and in step: later changes are mirrored
+        mark_analyzed(conn, ds.id)
+
+    def reanalyze_stale(self, on_progress: Progress = log_progress) -> list[int]:
+        """Rebuild the keyword index of every data source built by another analyzer (``storage/keyword_reindex.py``
+        says how stale ones are found): its chunks' texts re-analysed into a new tantivy index, then the data source
+        marked. A crash in between leaves it unmarked, so the next open rebuilds it again."""
+        done: list[int] = []
+        for ds_id in stale_data_sources(self.db):
+            index = self.keywords.get(ds_id)
+            with self.db.snapshot() as conn:
+                version = vector_version(conn, ds_id)
+                total = int(conn.scalar("SELECT count(*) FROM chunks WHERE data_source_id = ?", (ds_id,)))
+                on_progress(ds_id, 0, total)
+                rows = conn.raw.execute("SELECT id, text FROM chunks WHERE data_source_id = ?", (ds_id,))
+                count = index.rebuild(((int(r[0]), str(r[1])) for r in rows), version)
+            with self.db.write() as conn:
+                mark_analyzed(conn, ds_id)
+            on_progress(ds_id, count, total)
+            done.append(ds_id)
+        return done
 
     @contextlib.contextmanager
     def dropping(self, ds: DataSource) -> Iterator[Conn]:
@@ -117,20 +147,20 @@ class SqliteChunkIndex:
         with index.lock:
             with self.db.write() as conn:
                 yield conn
-                conn.execute(f"DROP TABLE IF EXISTS {fts_table(ds.id)}")
             self.vectors.drop(ds.id)
+            self.keywords.drop(ds.id)
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
-        """Rows in batches, FTS5 in bulk, each data source's HNSW index built alongside and saved once the load
-        commits (``bulk_load.py``)."""
+        """Rows in batches and each data source's HNSW index built alongside, saved once the load commits
+        (``bulk_load.py``); then each data source's keyword index, built from its rows in one tantivy commit."""
         from alexandria.storage.sqlite.bulk_load import HnswBuilder, SqliteChunkLoad
 
         builder = HnswBuilder()
         load: SqliteChunkLoad | None = None
         try:
             with self.db.write() as conn:
-                load = SqliteChunkLoad(conn, self.vectors, builder)
+                load = SqliteChunkLoad(conn, self.vectors, self.keywords, builder)
                 yield load
                 load.finish()
                 conn.executemany(
@@ -143,11 +173,18 @@ class SqliteChunkIndex:
             builder.cancel()
             for ds in load.data_sources if load is not None else []:
                 self.vectors.drop(ds.id)
+                self.keywords.drop(ds.id)
             raise
-        # committed: each index reflects its data source's rows; saved now, so a restart loads it as it is
+        # committed: each HNSW index reflects its data source's rows; saved now, so a restart loads it as it is
         assert load is not None
         for ds, index in load.indexes():
             with index.lock:
                 index.version = versions[ds.id]
                 index.dirty = True
                 index.save()
+        # and each keyword index (empty since add_data_source), built from the committed rows in one commit; a crash
+        # before leaves it out of step, built at its next search
+        for ds in load.data_sources:
+            keywords = self.keywords.get(ds.id)
+            with keywords.lock, self.db.snapshot() as conn:
+                keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))

@@ -1,8 +1,9 @@
-"""Keyword (FTS5 BM25) and vector (HNSW or exact) search for the SQLite store, with filters compiled to SQL."""
+"""Keyword (tantivy BM25) and vector (HNSW or exact) search for the SQLite store, with filters compiled to SQL."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 
@@ -11,21 +12,14 @@ import numpy as np
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
-from alexandria.search.keyword import bm25_bound, query_terms
+from alexandria.search.analysis import query_terms
 from alexandria.storage.base import ScoredId
-from alexandria.storage.sqlite.db import SqliteEngine, quote_ident
+from alexandria.storage.sqlite.db import SqliteEngine
+from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.vectors import VectorIndexes
 
-
-def _quoted(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
-
-
-def fts_match_expression(query: str) -> str | None:
-    """An FTS5 expression OR-ing the query's distinct words, each quoted (so no FTS syntax leaks through)."""
-    terms = query_terms(query)
-    return " OR ".join(_quoted(t) for t in terms) if terms else None
+log = logging.getLogger(__name__)
 
 
 def _in_list(column: str, values: tuple[str, ...], table: str, negate: bool, params: list[object]) -> str:
@@ -72,42 +66,61 @@ class SqliteSearch:
 
     engine: SqliteEngine
     vectors: VectorIndexes
+    keywords: KeywordIndexes
     exact_max: int
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
         raise NotImplementedError
 
+    def _keywords(self, ds: DataSource) -> DataSourceKeywords:
+        """The data source's keyword index, reconciled first if it is out of step with the database."""
+        index = self.keywords.get(ds.id)
+        try:
+            index.flush()
+        except Exception:  # left out of step: reconciled below
+            log.exception("keyword index of data source %d: commit failed", ds.id)
+        version = self._vector_version(ds)
+        if index.version != version or index.needs_compaction():
+            with index.lock:  # a writer mirroring its change holds it: wait, then look again
+                if index.version != version:
+                    index.refresh()  # another process may have brought it up to date
+                with self.engine.snapshot() as conn:
+                    row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+                    current = int(row[0]) if row else 0
+                    if index.version != current or index.needs_compaction():
+                        index.reconcile(conn, ds.id, current)
+        return index
+
+    def _vector_version(self, ds: DataSource) -> int:
+        row = self.engine.reader().execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _filtered_chunks(self, ds: DataSource, filters: FilterSet) -> list[int]:
+        params: list[object] = [ds.id]
+        where = compile_filters(filters, "d", params)
+        cur = self.engine.reader().execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_pk "
+            f"WHERE c.data_source_id = ? AND {where}",
+            params,
+        )
+        return [int(r[0]) for r in cur]
+
     def keyword_search(self, ds: DataSource, query: str, filters: FilterSet, k: int) -> list[ScoredId]:
-        expr = fts_match_expression(query)
-        if expr is None or k <= 0:
+        terms = query_terms(query)
+        if not terms or k <= 0:
             return []
-        fts = quote_ident(f"fts_{int(ds.id)}")
-        params: list[object] = [expr]
+        index = self._keywords(ds)
         if filters.is_empty():
-            sql = f"SELECT rowid, -bm25({fts}) FROM {fts} WHERE {fts} MATCH ? ORDER BY rank LIMIT ?"
+            hits = index.search(terms, k)
         else:
-            where = compile_filters(filters, "d", params)
-            sql = (
-                f"SELECT f.rowid, -bm25({fts}) FROM {fts} f JOIN chunks c ON c.id = f.rowid "
-                f"JOIN documents d ON d.id = c.document_pk WHERE {fts} MATCH ? AND {where} ORDER BY rank LIMIT ?"
-            )
-        params.append(k)
-        return [ScoredId(int(r[0]), float(r[1])) for r in self.engine.reader().execute(sql, params)]
+            hits = index.search_within(terms, k, self._filtered_chunks(ds, filters))
+        return [ScoredId(pk, score) for pk, score in hits]
 
     def keyword_score_bound(self, ds: DataSource, query: str) -> float:
-        """:func:`bm25_bound` for the query's terms in this data source (0.0 when it has none): dividing a keyword
-        score by it gives a score in [0, 1] with the same meaning for every query."""
+        """:func:`~alexandria.search.keyword.bm25_bound` for the query's terms in this data source: dividing a
+        keyword score by it gives a score in [0, 1] with the same meaning for every query."""
         terms = query_terms(query)
-        if not terms:
-            return 0.0
-        fts = quote_ident(f"fts_{int(ds.id)}")
-        conn = self.engine.reader()
-        total = int(conn.execute("SELECT count(*) FROM chunks WHERE data_source_id = ?", (ds.id,)).fetchone()[0])
-        freqs = [
-            int(conn.execute(f"SELECT count(*) FROM {fts} WHERE {fts} MATCH ?", (_quoted(t),)).fetchone()[0])
-            for t in terms
-        ]
-        return bm25_bound(total, freqs)
+        return self._keywords(ds).score_bound(terms) if terms else 0.0
 
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:

@@ -1,4 +1,4 @@
-"""The embedded store: SQLite (WAL, FTS5 BM25 per data source) plus a usearch HNSW cache per data source."""
+"""The embedded store: SQLite (WAL) plus, per data source, a tantivy keyword index and a usearch HNSW cache."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from alexandria.storage.database import Database
 from alexandria.storage.sqlite.chunk_index import SqliteChunkIndex
 from alexandria.storage.sqlite.db import SqliteEngine
 from alexandria.storage.sqlite.jobs import SqliteJobs
+from alexandria.storage.sqlite.keyword_index import KeywordIndexes
+from alexandria.storage.sqlite.keyword_upgrade import drop_fts5_tables
 from alexandria.storage.sqlite.search import SqliteSearch
 from alexandria.storage.sqlite.tables import SqliteTables
 from alexandria.storage.sqlite.vectors import HnswParams, VectorIndexes, vectors_from_blobs
@@ -49,9 +51,12 @@ class SqliteStore(
             path.parent / "vectors",
             HnswParams(settings.hnsw_connectivity, settings.hnsw_expansion_add, settings.hnsw_expansion_search),
         )
+        self.keywords = KeywordIndexes(path.parent / "keyword")
         self.exact_max = settings.exact_search_max_candidates
         self.db = Database(self.engine)
-        self.index = SqliteChunkIndex(self.db, self.vectors)
+        self.index = SqliteChunkIndex(self.db, self.vectors, self.keywords)
+        drop_fts5_tables(self.engine, self.keywords)  # a data directory from before the tantivy index
+        self.index.reanalyze_stale()  # a keyword index built by an earlier analyzer (an upgraded data directory)
 
     def load_vector_indexes(self) -> int:
         """Every data source's HNSW index, loaded now (a server's start) and brought in step with the database if it
@@ -64,6 +69,7 @@ class SqliteStore(
 
     def close(self) -> None:
         self.vectors.save_all()
+        self.keywords.flush_all()
         self.engine.close()
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
