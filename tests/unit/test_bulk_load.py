@@ -1,8 +1,9 @@
 """Bulk loading (``alexandria import``, ``storage/*/bulk_load.py``): a workspace loaded in bulk searches exactly as
-the same data written one document at a time; the embedded store's HNSW index is built during the load, saved, and
-reused after a restart without a rebuild; a new data source's index is kept current by each write (not built by the
-first search); and a load killed midway leaves nothing, while one killed between its commit and the index file is
-repaired from the rows at the next open."""
+the same data written one document at a time (PostgreSQL: the same postings, lengths and statistics row for row);
+the embedded store's HNSW index is built during the load, saved, and reused after a restart without a rebuild, and
+its keyword index is in step before any search; a new data source's index is kept current by each write (not built
+by the first search); and a load killed midway leaves nothing, while one killed between its commit and the index
+files is repaired from the rows at the next open (a deleted data source's stale files are never taken for them)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ from alexandria.config import Settings
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource, SearchMode
 from alexandria.ingest.chunkers import Section
+from alexandria.search.analysis import ANALYZER_VERSION
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
 from alexandria.services.search import SearchRequest
 from alexandria.storage.base import ChunkWrite, DocumentWrite
 from alexandria.storage.postgres import bulk_load as pg_bulk
 from alexandria.storage.sqlite import bulk_load as sqlite_bulk
+from alexandria.storage.sqlite.keyword_index import KeywordIndexes
 from alexandria.storage.sqlite.vectors import DataSourceIndex, HnswParams
 from bench import scale_workspace as gen
 from tests.fakes import HashingEmbedder
@@ -147,19 +150,38 @@ def test_a_bulk_load_searches_as_writes_one_document_at_a_time(export_text: str,
     try:
         transfer.import_workspace(bulk.store, io.StringIO(export_text))
         upsert_one_by_one(incremental, export_text)
-        if backend == "sqlite":  # both HNSW indexes are current before any search (neither is built by one)
-            for core in (bulk, incremental):
-                ds = the_data_source(core)
+        for core in (bulk, incremental):
+            ds = the_data_source(core)
+            with core.store.db.read() as conn:
+                version = conn.scalar("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,))
+                analyzer = conn.scalar("SELECT keyword_analyzer FROM data_sources WHERE id = ?", (ds.id,))
+            assert analyzer == ANALYZER_VERSION  # no re-analysis at the next open
+            if backend == "sqlite":  # both indexes are current before any search (neither is built by one)
                 index = core.store.vectors.get(ds.id, ds.dim)
-                with core.store.db.read() as conn:
-                    version = conn.scalar("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,))
+                keywords = core.store.keywords.get(ds.id)
                 assert (len(index), index.version) == (600, version)
+                assert (keywords.num_docs(), keywords.version) == (600, version)
+        if backend == "postgres":  # the same postings, chunk lengths and BM25 statistics, row for row
+            assert keyword_rows(bulk) == keyword_rows(incremental)
         want = results(incremental)
         assert sum(len(v) for v in want.values()) > 100  # the queries find things, filters included
         assert results(bulk) == want
     finally:
         bulk.close()
         incremental.close()
+
+
+def keyword_rows(core: Core) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """A PostgreSQL store's postings and chunk lengths by (document, offset), and its data source's statistics."""
+    with core.store.db.read() as conn:
+        postings = conn.all(
+            "SELECT d.document_id, c.chunk_offset, t.lexeme, t.tf, t.length, c.length FROM chunk_terms t "
+            "JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_pk "
+            "ORDER BY d.document_id, c.chunk_offset, t.lexeme"
+        )
+        stats = conn.all("SELECT chunk_total, chunk_length_total FROM data_sources")
+    assert len(postings) > 600
+    return [tuple(r) for r in postings], [tuple(r) for r in stats]
 
 
 def test_a_new_data_sources_index_is_kept_current_by_its_writes(stores: Any, backend: str) -> None:
@@ -243,6 +265,8 @@ def test_a_load_that_dies_before_its_index_is_saved_is_repaired_at_the_next_open
     stale.add(np.array([1, 2], dtype=np.int64), unit(2, 9))
     stale.version, stale.dirty = 1, True
     stale.save()
+    stale_keywords = KeywordIndexes(settings.data_dir / "keyword").get(1)
+    stale_keywords.rebuild([(1, "mitochondria energy membrane receptor")], 1)
 
     def die(self: DataSourceIndex) -> None:
         raise Died
@@ -256,6 +280,7 @@ def test_a_load_that_dies_before_its_index_is_saved_is_repaired_at_the_next_open
         core.store.engine.close()  # the process is gone: nothing else of it runs
     monkeypatch.undo()
     assert not (settings.data_dir / "vectors" / "ds_1.json").exists()  # committed rows, no index file
+    assert not (settings.data_dir / "keyword" / "ds_1.json").exists()  # the stale keyword index is gone too
     again = open_core(settings)
     try:
         assert again.store.load_vector_indexes() == 1  # a server's start: rebuilt from the rows there...
