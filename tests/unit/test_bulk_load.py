@@ -123,6 +123,20 @@ def results(core: Core) -> dict[str, list[tuple[str, str, float]]]:
     return out
 
 
+def assert_same_results(
+    got: dict[str, list[tuple[str, str, float]]], want: dict[str, list[tuple[str, str, float]]]
+) -> None:
+    """The same hits with the same scores, up to the order of equal scores: the generated texts repeat, so chunks
+    tie, and which of the chunks tied at the k-th score make the top k depends on the index's layout (tantivy's
+    segments, the HNSW graph), not on the load. Every score group above the last must hold the same chunks."""
+    assert got.keys() == want.keys()
+    for key, hits in want.items():
+        mine = got[key]
+        assert [h[2] for h in mine] == [h[2] for h in hits], key
+        last = hits[-1][2] if hits else None
+        assert {h for h in mine if h[2] != last} == {h for h in hits if h[2] != last}, key
+
+
 def upsert_one_by_one(core: Core, text: str) -> None:
     """The same workspace written the incremental way: its skeleton imported, then each document upserted on its
     own through the store's per-document writer (its given vectors, nothing embedded)."""
@@ -165,7 +179,7 @@ def test_a_bulk_load_searches_as_writes_one_document_at_a_time(export_text: str,
             assert keyword_rows(bulk) == keyword_rows(incremental)
         want = results(incremental)
         assert sum(len(v) for v in want.values()) > 100  # the queries find things, filters included
-        assert results(bulk) == want
+        assert_same_results(results(bulk), want)
     finally:
         bulk.close()
         incremental.close()
@@ -233,7 +247,7 @@ def test_the_loaded_index_is_saved_and_reused_after_a_restart(
     monkeypatch.setattr(DataSourceIndex, "reconcile", no_rebuild)
     again = open_core(settings)
     try:
-        assert results(again) == before
+        assert_same_results(results(again), before)
         assert len(again.store.vectors.get(ds.id, ds.dim)) == 600
     finally:
         again.close()
@@ -280,12 +294,13 @@ def test_a_load_that_dies_before_its_index_is_saved_is_repaired_at_the_next_open
         core.store.engine.close()  # the process is gone: nothing else of it runs
     monkeypatch.undo()
     assert not (settings.data_dir / "vectors" / "ds_1.json").exists()  # committed rows, no index file
-    assert not (settings.data_dir / "keyword" / "ds_1.json").exists()  # the stale keyword index is gone too
+    keyword_meta = json.loads((settings.data_dir / "keyword" / "ds_1.json").read_text())  # committed before the save
+    assert keyword_meta["version"] == 1 and KeywordIndexes(settings.data_dir / "keyword").get(1).num_docs() == 600
     again = open_core(settings)
     try:
         assert again.store.load_vector_indexes() == 1  # a server's start: rebuilt from the rows there...
         monkeypatch.setattr(DataSourceIndex, "reconcile", no_rebuild)
-        assert results(again) == want  # ...so no search rebuilds it
+        assert_same_results(results(again), want)  # ...so no search rebuilds it
     finally:
         again.close()
 

@@ -38,7 +38,7 @@ from alexandria.storage.base import ChunkWrite
 from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn
 from alexandria.storage.sqlite.chunk_index import mark_analyzed
-from alexandria.storage.sqlite.keyword_index import KeywordIndexes
+from alexandria.storage.sqlite.keyword_index import KeywordBuild, KeywordIndexes
 from alexandria.storage.sqlite.vectors import DataSourceIndex, IdArray, VectorIndexes
 
 #: chunks written per batch, and vectors handed to the HNSW builder at once
@@ -90,9 +90,11 @@ class HnswBuilder:
 
 @dataclass
 class _Pending:
-    """A data source's loaded chunks not yet handed to the builder."""
+    """A data source's indexes being built: its keyword build, and its HNSW index with the loaded chunks not yet
+    handed to the builder."""
 
     index: DataSourceIndex
+    keywords: KeywordBuild
     ids: list[IdArray] = field(default_factory=list)
     vectors: list[Vectors] = field(default_factory=list)
     count: int = 0
@@ -117,7 +119,7 @@ class SqliteChunkLoad:
         # index files left by a deleted data source of this id, removed before anything of this load can be saved
         self.vectors.drop(ds.id)
         self.keywords.drop(ds.id)
-        self.pending[ds.id] = _Pending(self.vectors.get(ds.id, ds.dim))
+        self.pending[ds.id] = _Pending(self.vectors.get(ds.id, ds.dim), self.keywords.get(ds.id).building())
         self.data_sources.append(ds)
 
     def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
@@ -137,6 +139,8 @@ class SqliteChunkLoad:
         pending.count += len(chunks)
         if pending.count >= BATCH:
             self._build(pending)
+        # analysed here (Python, this thread) while the builder's thread adds vectors (usearch, without the GIL)
+        pending.keywords.add(zip(range(first, self.next_id), (chunk.text for chunk in chunks), strict=True))
         if len(self.rows) >= BATCH:
             self._write()
 
@@ -160,5 +164,11 @@ class SqliteChunkLoad:
         for pending in self.pending.values():
             self._build(pending)
 
-    def indexes(self) -> list[tuple[DataSource, DataSourceIndex]]:
-        return [(ds, self.pending[ds.id].index) for ds in self.data_sources]
+    def indexes(self) -> list[tuple[DataSource, DataSourceIndex, KeywordBuild]]:
+        """Each loaded data source with its HNSW index and its keyword build (committed by the caller)."""
+        return [(ds, self.pending[ds.id].index, self.pending[ds.id].keywords) for ds in self.data_sources]
+
+    def abandon(self) -> None:
+        """Drop the keyword builds not committed (the load failed, or stopped after its commit)."""
+        for pending in self.pending.values():
+            pending.keywords.abandon()

@@ -152,8 +152,8 @@ class SqliteChunkIndex:
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
-        """Rows in batches and each data source's HNSW index built alongside, saved once the load commits
-        (``bulk_load.py``); then each data source's keyword index, built from its rows in one tantivy commit."""
+        """Rows in batches; each data source's HNSW index and tantivy keyword index built alongside
+        (``bulk_load.py``), the keyword index committed in one commit once the load has, then the HNSW index saved."""
         from alexandria.storage.sqlite.bulk_load import HnswBuilder, SqliteChunkLoad
 
         builder = HnswBuilder()
@@ -171,20 +171,23 @@ class SqliteChunkIndex:
                 versions = {ds.id: vector_version(conn, ds.id) for ds in load.data_sources}
         except BaseException:
             builder.cancel()
-            for ds in load.data_sources if load is not None else []:
-                self.vectors.drop(ds.id)
-                self.keywords.drop(ds.id)
+            if load is not None:
+                load.abandon()
+                for ds in load.data_sources:
+                    self.vectors.drop(ds.id)
+                    self.keywords.drop(ds.id)
             raise
-        # committed: each HNSW index reflects its data source's rows; saved now, so a restart loads it as it is
-        assert load is not None
-        for ds, index in load.indexes():
-            with index.lock:
-                index.version = versions[ds.id]
-                index.dirty = True
-                index.save()
-        # and each keyword index (empty since add_data_source), built from the committed rows in one commit; a crash
-        # before leaves it out of step, built at its next search
-        for ds in load.data_sources:
-            keywords = self.keywords.get(ds.id)
-            with keywords.lock, self.db.snapshot() as conn:
-                keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
+        # committed: each index reflects its data source's rows; committed and saved now, so the first search, or a
+        # restart, finds them as they are (a crash before leaves them out of step: rebuilt from the rows)
+        try:
+            for ds, index, keywords in load.indexes():
+                try:
+                    keywords.commit(versions[ds.id])
+                except Exception:  # the rows committed: the index is out of step, reconciled at its next search
+                    log.exception("keyword index of data source %d left out of step", ds.id)
+                with index.lock:
+                    index.version = versions[ds.id]
+                    index.dirty = True
+                    index.save()
+        finally:
+            load.abandon()  # those not committed (an error above): their writers let go of the directories
