@@ -1,6 +1,6 @@
 """Bulk loading into the embedded store (``alexandria import``): rows in large batches, each loaded data source's
 HNSW index built once, on a thread of its own while the rows are written, then saved to the data directory, and its
-tantivy keyword index built in one commit after the load's.
+tantivy keyword index fed during the load and committed in one commit after the load's.
 
 Per-row index maintenance is what made a load slow: one ``INSERT ... RETURNING`` per chunk, and an HNSW index built
 only after the commit, from vectors read back from the database. Here:
@@ -9,16 +9,18 @@ only after the commit, from vectors read back from the database. Here:
   holds the only writer), so chunks go in with one ``executemany`` per batch;
 * the vectors of each batch go to :class:`HnswBuilder`, whose thread adds them to the data source's new usearch index
   (``add`` releases the GIL and uses every core), so building the graph overlaps parsing and writing the rows;
-* when the transaction commits, each index records the data source's ``vector_version`` and is saved beside the
-  database, so the first search after the load, or after a restart, finds it ready;
-* then each data source's keyword index is built from its committed rows in one tantivy writer commit
-  (``SqliteChunkIndex.loading``; the index was emptied when the load began and the data source is marked as analysed
-  by this release's analyzer).
+* each document's chunks go to the data source's :class:`~alexandria.storage.sqlite.keyword_index.KeywordBuild`
+  (a tantivy writer replacing the whole index): their texts are analysed on the loading thread while the builder's
+  thread adds vectors, and nothing is visible until the build commits;
+* when the transaction commits, each keyword build commits (one tantivy commit per data source) and each HNSW index
+  records the data source's ``vector_version`` and is saved beside the database (``SqliteChunkIndex.loading``), so
+  the first search after the load, or after a restart, finds both ready; the data source is marked as analysed by
+  this release's analyzer in the load's transaction.
 
-Crashes: the rows are one transaction, and an index file is written only after it commits. A process killed during
-the load leaves neither rows nor index files of the loaded data sources (stale files of a deleted data source that
-had the same id are removed before the load starts); one killed after the commit but before the saves leaves rows
-without an index file or with an empty keyword index, which are rebuilt from the rows (``vectors.py``,
+Crashes: the rows are one transaction, and index files are committed or written only after it commits. A process
+killed during the load leaves neither rows nor index files of the loaded data sources (stale files of a deleted data
+source that had the same id are removed before the load starts); one killed after the commit but before the saves
+leaves rows without an index file or with an empty keyword index, which are rebuilt from the rows (``vectors.py``,
 ``keyword_index.py``: a missing or out-of-step index is reconciled with the database).
 """
 
