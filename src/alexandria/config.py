@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     hnsw_connectivity: int = Field(16, description="HNSW graph degree (M).")
     hnsw_expansion_add: int = Field(128, description="HNSW efConstruction.")
     hnsw_expansion_search: int = Field(
-        128, description="HNSW ef at query time, up to 25,000 vectors; grows with the square root of the size beyond."
+        128, description="HNSW ef at query time, up to 25,000 vectors; grows as the size to the power 0.7 beyond."
     )
 
     sql_timeout_ms: int = Field(

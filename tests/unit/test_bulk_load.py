@@ -174,6 +174,7 @@ def test_a_bulk_load_searches_as_writes_one_document_at_a_time(export_text: str,
                 index = core.store.vectors.get(ds.id, ds.dim)
                 keywords = core.store.keywords.get(ds.id)
                 assert (len(index), index.version) == (600, version)
+                assert index.matrix_ok and len(index.matrix) == 600  # its exact matrix, built alongside
                 assert (keywords.num_docs(), keywords.version) == (600, version)
         if backend == "postgres":  # the same postings, chunk lengths and BM25 statistics, row for row
             assert keyword_rows(bulk) == keyword_rows(incremental)
@@ -276,7 +277,7 @@ def test_a_load_that_dies_before_its_index_is_saved_is_repaired_at_the_next_open
     # a stale index file of a deleted data source with the id the load will give: never mistaken for the new one
     (settings.data_dir / "vectors").mkdir(parents=True)
     stale = DataSourceIndex(settings.data_dir / "vectors" / "ds_1.usearch", gen.DIM, HnswParams())
-    stale.add(np.array([1, 2], dtype=np.int64), unit(2, 9))
+    stale.add(np.array([1, 2], dtype=np.int64), unit(2, 9), np.array([1, 1], dtype=np.int64))
     stale.version, stale.dirty = 1, True
     stale.save()
     stale_keywords = KeywordIndexes(settings.data_dir / "keyword").get(1)

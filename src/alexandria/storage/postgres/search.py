@@ -23,7 +23,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.analysis import query_terms
-from alexandria.search.ann import MAX_EF, hnsw_ef
+from alexandria.search.ann import MAX_EF, filtered_plan, hnsw_ef
 from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.db import PgEngine
@@ -163,16 +163,19 @@ class PgSearch:
         where = compile_filters(filters, params)
         join = "JOIN documents d ON d.id = c.document_pk" if not filters.is_empty() else ""
         with self.engine.write() as conn:  # a transaction, for SET LOCAL
+            row = conn.execute(f"SELECT chunk_total FROM data_sources WHERE id = {ds_id}").fetchone()
+            size = int(row[0]) if row else 0
             if not filters.is_empty():
                 row = conn.execute(
                     f"SELECT count(*) FROM chunks c {join} WHERE c.data_source_id = {ds_id} AND {where}", tuple(params)
                 ).fetchone()
                 candidates = int(row[0]) if row else 0
-                if candidates <= self.exact_max:  # few rows: exact, and recall 1.0 whatever the filter
+                # exact when the candidates are few (recall 1.0 whatever the filter): the rule both engines share
+                if filtered_plan(candidates, size, k, int(self.hnsw_ef_search), self.exact_max).exact:
                     return self._exact(conn, ds_id, join, where, params, query, k)
-            size = conn.execute(f"SELECT chunk_total FROM data_sources WHERE id = {ds_id}").fetchone()
-            # pgvector refuses an ef_search over 1,000; its iterative scan still returns k > 1,000 rows
-            ef = min(MAX_EF, hnsw_ef(int(self.hnsw_ef_search), k, int(size[0]) if size else 0))
+            # else HNSW with the filter as a predicate (pgvector's iterative scan); pgvector refuses an ef_search
+            # over 1,000, and its iterative scan still returns k > 1,000 rows
+            ef = min(MAX_EF, hnsw_ef(int(self.hnsw_ef_search), k, size))
             conn.execute(f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order")
             # ds id and dim are literals: the planner must match the data source's partial HNSW index
             found = conn.execute(

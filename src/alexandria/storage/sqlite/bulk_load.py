@@ -53,7 +53,7 @@ class HnswBuilder:
     """Adds vectors to HNSW indexes on a thread of its own, in the order given; errors surface in :meth:`finish`."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[DataSourceIndex, IdArray, Vectors] | None] = queue.Queue(QUEUED_BATCHES)
+        self._queue: queue.Queue[tuple[DataSourceIndex, IdArray, Vectors, IdArray] | None] = queue.Queue(QUEUED_BATCHES)
         self._error: BaseException | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="hnsw-bulk-build", daemon=True)
@@ -63,17 +63,18 @@ class HnswBuilder:
         while (item := self._queue.get()) is not None:
             if self._error is not None or self._cancelled:
                 continue
-            index, ids, vectors = item
+            index, ids, vectors, documents = item
             try:
                 with index.lock:
-                    index.add(ids, vectors)
+                    index.add(ids, vectors, documents)
             except BaseException as exc:  # reported by finish(), in the loading thread
                 self._error = exc
 
-    def add(self, index: DataSourceIndex, ids: IdArray, vectors: Vectors) -> None:
+    def add(self, index: DataSourceIndex, ids: IdArray, vectors: Vectors, documents: IdArray) -> None:
+        """Add chunks ``ids`` (of the documents ``documents``, one per id) with their vectors."""
         if self._error is not None:
             raise StorageError(f"building the vector index failed: {self._error}") from self._error
-        self._queue.put((index, ids, vectors))
+        self._queue.put((index, ids, vectors, documents))
 
     def finish(self) -> None:
         """Wait until every vector given is in its index."""
@@ -99,6 +100,7 @@ class _Pending:
     keywords: KeywordBuild
     ids: list[IdArray] = field(default_factory=list)
     vectors: list[Vectors] = field(default_factory=list)
+    documents: list[IdArray] = field(default_factory=list)
     count: int = 0
 
 
@@ -138,6 +140,7 @@ class SqliteChunkLoad:
                               vec.tobytes(), chunk.segment_pk, chunk.child_pk))  # fmt: skip
         pending.ids.append(np.arange(first, self.next_id, dtype=np.int64))
         pending.vectors.append(vecs)
+        pending.documents.append(np.full(len(chunks), document_pk, dtype=np.int64))
         pending.count += len(chunks)
         if pending.count >= BATCH:
             self._build(pending)
@@ -148,8 +151,13 @@ class SqliteChunkLoad:
 
     def _build(self, pending: _Pending) -> None:
         if pending.count:
-            self.builder.add(pending.index, np.concatenate(pending.ids), np.concatenate(pending.vectors))
-            pending.ids, pending.vectors, pending.count = [], [], 0
+            self.builder.add(
+                pending.index,
+                np.concatenate(pending.ids),
+                np.concatenate(pending.vectors),
+                np.concatenate(pending.documents),
+            )
+            pending.ids, pending.vectors, pending.documents, pending.count = [], [], [], 0
 
     def _write(self) -> None:
         if self.rows:

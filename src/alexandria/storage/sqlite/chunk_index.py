@@ -47,6 +47,7 @@ class SqliteChunkChange:
         self.removed: list[int] = []
         self.added: list[int] = []
         self.texts: list[tuple[int, str]] = []
+        self.added_documents: list[int] = []  # the document of each added chunk
         self.vectors: list[Vectors] = []
 
     def add(self, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> list[int]:
@@ -62,6 +63,7 @@ class SqliteChunkChange:
             self.texts.append((pk, chunk.text))
             ids.append(pk)
         self.added += ids
+        self.added_documents += [document_pk] * len(ids)
         if ids:
             self.vectors.append(vecs)
         return ids
@@ -104,7 +106,11 @@ class SqliteChunkIndex:
             if after != before and index.version == before:
                 index.remove(np.array(change.removed, dtype=np.int64))
                 if change.added:
-                    index.add(np.array(change.added, dtype=np.int64), np.concatenate(change.vectors))
+                    index.add(
+                        np.array(change.added, dtype=np.int64),
+                        np.concatenate(change.vectors),
+                        np.array(change.added_documents, dtype=np.int64),
+                    )
                 index.version = after
             if after != before and keywords.version == before:
                 self._mirror_keywords(keywords, ds, change, after)

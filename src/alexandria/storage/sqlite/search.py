@@ -1,23 +1,28 @@
-"""Keyword (tantivy BM25) and vector (HNSW or exact) search for the SQLite store, with filters compiled to SQL."""
+"""Keyword (tantivy BM25) and vector (HNSW or exact) search for the SQLite store, with filters compiled to SQL.
+
+A filtered vector search asks SQL only for the documents that pass the filter; their chunks' rows in the data
+source's exact matrix are a binary search away, and ``search/ann.py``'s plan says whether to score them all (one
+gathered matrix product) or to search HNSW oversampled and keep the hits whose document passed."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.analysis import query_terms
+from alexandria.search.ann import FilteredPlan, filtered_plan, hnsw_ef, widened
 from alexandria.storage.base import ScoredId
 from alexandria.storage.sqlite.db import SqliteEngine
 from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
-from alexandria.storage.sqlite.vectors import VectorIndexes
+from alexandria.storage.sqlite.vectors import DataSourceIndex, VectorIndexes
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +130,20 @@ class SqliteSearch:
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:
             return {}
-        ids, mat = self.chunk_vectors(chunk_pks, ds.dim)
-        scores = mat @ vector.reshape(-1).astype(np.float32)
-        return {pk: float(s) for pk, s in zip(ids, scores, strict=True)}
+        query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
+        index = self._ensure_index(ds)
+        wanted = np.fromiter(chunk_pks, dtype=np.int64, count=len(chunk_pks))
+        with index.lock:
+            ids, scores = index.matrix.scored(index.matrix.rows_of(wanted), query)
+        out = {int(pk): float(s) for pk, s in zip(ids, scores, strict=True)}
+        missing = [pk for pk in chunk_pks if pk not in out]
+        if missing:  # rows newer than the index (another process wrote since): read from the database
+            got, mat = self.chunk_vectors(missing, ds.dim)
+            out.update({pk: float(s) for pk, s in zip(got, mat @ query, strict=True)})
+        return out
 
-    def _exact(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int], k: int) -> list[ScoredId]:
-        scored = self.vector_scores(ds, vector, chunk_pks)
-        best = sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [ScoredId(pk, s) for pk, s in best]
-
-    def _chunk_ids(self, ds: DataSource) -> list[int]:
-        cur = self.engine.reader().execute("SELECT id FROM chunks WHERE data_source_id = ?", (ds.id,))
-        return [int(r[0]) for r in cur]
-
-    def _ensure_index(self, ds: DataSource) -> None:
+    def _ensure_index(self, ds: DataSource) -> DataSourceIndex:
+        """The data source's HNSW index and exact matrix, in step with the database's chunks."""
         index = self.vectors.get(ds.id, ds.dim)
         with index.lock:
             row = (
@@ -147,53 +152,52 @@ class SqliteSearch:
                 .fetchone()
             )
             version = int(row[0]) if row else 0
-            if index.version != version:
+            if index.version != version or not index.matrix_ok:
                 with self.engine.snapshot() as conn:
                     row = conn.execute("SELECT vector_version FROM data_sources WHERE id = ?", (ds.id,)).fetchone()
                     index.reconcile(conn, ds.id, int(row[0]) if row else 0)
+        return index
+
+    def candidate_documents(self, ds: DataSource, filters: FilterSet) -> npt.NDArray[np.int64]:
+        """The ids of the data source's documents that pass the filters."""
+        params: list[object] = [ds.id]
+        where = compile_filters(filters, "d", params)
+        cur = self.engine.reader().execute(
+            f"SELECT d.id FROM documents d WHERE d.data_source_id = ? AND {where}", params
+        )
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
 
     def vector_search(self, ds: DataSource, vector: Vectors, filters: FilterSet, k: int) -> list[ScoredId]:
         if k <= 0:
             return []
         query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
-        if filters.is_empty():
-            self._ensure_index(ds)
-            index = self.vectors.get(ds.id, ds.dim)
-            with index.lock:
-                ids, scores = index.search(query, k)
-                live = len(index)
-            if len(ids) < min(k, live):  # HNSW lost a live vector (usearch, after removals): exact never does
-                return self._exact(ds, query, self._chunk_ids(ds), k)
-            return [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-        params: list[object] = [ds.id]
-        where = compile_filters(filters, "d", params)
-        candidates = [
-            int(r[0])
-            for r in self.engine.reader().execute(
-                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_pk "
-                f"WHERE c.data_source_id = ? AND {where}",
-                params,
-            )
-        ]
-        if len(candidates) <= self.exact_max:
-            return self._exact(ds, query, candidates, k)
-        # Broad filter: HNSW with oversampling, post-filtered; widen until k hits survive, else go exact.
-        self._ensure_index(ds)
-        index = self.vectors.get(ds.id, ds.dim)
-        allowed = set(candidates)
-        total = max(len(index), 1)
-        want = min(total, math.ceil(k * total / len(candidates) * 2) + k)
-        while True:
-            with index.lock:
-                ids, scores = index.search(query, want)
-            hits = [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if int(i) in allowed]
-            if len(hits) >= k:
-                return hits[:k]
-            if want >= total:  # the whole index searched: fewer hits than candidates means HNSW lost some
-                return hits if len(hits) >= len(candidates) else self._exact(ds, query, candidates, k)
-            if want * 4 >= total:
-                return self._exact(ds, query, candidates, k)
-            want *= 4
+        documents = None if filters.is_empty() else self.candidate_documents(ds, filters)
+        index = self._ensure_index(ds)
+        base_ef = self.vectors.params.expansion_search
+        with index.lock:
+            matrix = index.matrix
+            size = len(index)
+            if documents is None:  # every chunk
+                rows = None
+                plan = FilteredPlan(exact=False, fetch=min(k, size), ef=hnsw_ef(base_ef, k, size))
+                candidates = size
+            else:
+                rows = matrix.rows_of_documents(documents)
+                candidates = len(rows)
+                plan = filtered_plan(candidates, size, k, base_ef, self.exact_max)
+            while not plan.exact:
+                ids, scores = index.search(query, plan.fetch, plan.ef)
+                if documents is not None:
+                    keep = np.isin(matrix.documents_of(ids), documents)
+                    ids, scores = ids[keep], scores[keep]
+                if len(ids) >= min(k, candidates):
+                    return [ScoredId(int(i), float(s)) for i, s in zip(ids[:k], scores[:k], strict=True)]
+                # fewer than k passed the filter (or HNSW lost live vectors, as usearch may after removals)
+                plan = widened(plan, candidates, size, base_ef)
+            if rows is None:
+                rows = np.flatnonzero(matrix.alive[: matrix.rows])
+            ids, scores = matrix.top(rows, query, k)
+        return [ScoredId(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     def latest_documents(self, ds: DataSource, filters: FilterSet, limit: int) -> list[int]:
         params: list[object] = [ds.id]
