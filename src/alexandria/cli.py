@@ -54,6 +54,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, log_level: 
     core: Core = app.state.core
     err.print(f"loading embedder [bold]{core.embedders.default_name()}[/bold] ...")
     core.embedders.get(core.embedders.default_name())
+    load_indexes = getattr(core.store, "load_vector_indexes", None)  # the embedded store's index files
+    if load_indexes is not None:
+        err.print(f"loaded the vector indexes of {load_indexes()} data sources")
     err.print(
         f"serving {settings.resolved_database_url()} on http://{settings.host}:{settings.port} "
         f"({settings.workers} index workers)"

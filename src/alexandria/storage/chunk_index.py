@@ -3,8 +3,9 @@ writes, and creating and dropping a data source's index structures.
 
 Shared writers (``storage/common/``) never touch an FTS table, a posting list, an HNSW file or a pgvector index:
 they open a :meth:`ChunkIndex.change` for a data source, write their rows on its connection, and add or remove
-chunks through it. SQLite implements it over FTS5 and a usearch cache (``storage/sqlite/chunk_index.py``),
-PostgreSQL over a posting table and pgvector (``storage/postgres/chunk_index.py``).
+chunks through it. SQLite implements it over a tantivy keyword index and a usearch cache
+(``storage/sqlite/chunk_index.py``), PostgreSQL over a posting table and pgvector (``storage/postgres/chunk_index.py``);
+bulk loads are each engine's ``bulk_load.py``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class ChunkIndex(Protocol):
 
     def loading(self) -> contextlib.AbstractContextManager[ChunkLoad]:
         """A write transaction that loads whole data sources (see :class:`ChunkLoad`); their index structures are
-        complete when it commits."""
+        complete when it returns (those inside the database when it commits, caches kept outside it built right
+        after, from the committed rows)."""
         ...
 
 

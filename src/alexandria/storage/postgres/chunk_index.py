@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -21,26 +22,39 @@ from alexandria.storage.chunk_index import checked_vectors
 from alexandria.storage.database import Conn, Database
 from alexandria.storage.keyword_reindex import Progress, log_progress, reanalyze_stale
 
+if TYPE_CHECKING:
+    from alexandria.storage.postgres.bulk_load import PgChunkLoad
+
 log = logging.getLogger(__name__)
+
+#: maintenance_work_mem for building a loaded data source's HNSW index: room for its graph (pgvector builds much
+#: faster when the graph fits), from 64 MiB up to this many MiB
+HNSW_BUILD_MEMORY_MAX_MB = 4096
 
 
 def hnsw_index_name(data_source_id: int) -> str:
     return f"chunks_hnsw_{int(data_source_id)}"
 
 
+def chunk_postings(chunk_id: int, terms: Sequence[str]) -> Iterator[tuple[str, int, int, int]]:
+    """A chunk's keyword postings ``(term, chunk id, tf, length)``: one per distinct term, with its frequency in the
+    chunk and the chunk's length (its number of terms). Every writer of ``chunk_terms`` goes through here."""
+    for term, tf in Counter(terms).items():
+        yield term, chunk_id, tf, len(terms)
+
+
 def insert_postings(conn: psycopg.Connection, data_source_id: int, analysed: Sequence[tuple[int, list[str]]]) -> None:
-    """The keyword postings of chunks ``(chunk id, its terms)``: one row per distinct term, with its frequency in
-    the chunk and the chunk's length (its number of terms)."""
+    """The keyword postings of chunks ``(chunk id, its terms)`` (:func:`chunk_postings`)."""
     terms: list[str] = []
     chunk_ids: list[int] = []
     tfs: list[int] = []
     lengths: list[int] = []
     for chunk_id, chunk_terms in analysed:
-        for term, tf in Counter(chunk_terms).items():
+        for term, pk, tf, length in chunk_postings(chunk_id, chunk_terms):
             terms.append(term)
-            chunk_ids.append(chunk_id)
+            chunk_ids.append(pk)
             tfs.append(tf)
-            lengths.append(len(chunk_terms))
+            lengths.append(length)
     if terms:
         conn.execute(
             "INSERT INTO chunk_terms (data_source_id, lexeme, chunk_id, tf, length) "
@@ -142,18 +156,6 @@ class PgChunkChange:
         delete_chunks(self.conn.raw, self.ds.id, "document_pk = %s", (document_pk,))
 
 
-class PgChunkLoad:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.data_sources: list[DataSource] = []
-
-    def add_data_source(self, ds: DataSource) -> None:
-        self.data_sources.append(ds)  # its HNSW index is built once over the loaded rows, not grown row by row
-
-    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        insert_chunks(self.conn.raw, ds.id, document_pk, chunks, checked_vectors(ds, chunks, vectors))
-
-
 class PgChunkIndex:
     vector_column = "embedding"
 
@@ -210,8 +212,26 @@ class PgChunkIndex:
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[PgChunkLoad]:
+        """Chunks and postings in bulk (``bulk_load.py``), then each loaded data source's HNSW index built once
+        over its rows, in the same transaction; ``ANALYZE`` once committed."""
+        from alexandria.storage.postgres.bulk_load import PgChunkLoad
+
         with self.db.write() as conn:
             load = PgChunkLoad(conn)
             yield load
+            load.finish()
+            if load.data_sources:
+                found = conn.raw.execute(
+                    "SELECT count(*) FROM chunks WHERE data_source_id = ANY(%s)", ([ds.id for ds in load.data_sources],)
+                ).fetchone()
+                count = int(found[0]) if found else 0
+                memory = min(HNSW_BUILD_MEMORY_MAX_MB, max(64, count * 2 // 1024))  # ~2 KiB a vector and its links
+                conn.raw.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
             for ds in load.data_sources:
                 self.create(conn, ds)
+        if load.data_sources:  # the planner's statistics, now that the tables have grown
+            try:
+                with self.db.engine.read() as raw:
+                    raw.execute("ANALYZE chunks, chunk_terms, documents, document_tags, document_parents")
+            except psycopg.Error as exc:
+                log.warning("ANALYZE after a load failed: %s", exc)

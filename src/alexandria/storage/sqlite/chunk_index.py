@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from alexandria.storage.database import Conn, Database
 from alexandria.storage.keyword_reindex import Progress, log_progress, stale_data_sources
 from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.vectors import VectorIndexes
+
+if TYPE_CHECKING:
+    from alexandria.storage.sqlite.bulk_load import SqliteChunkLoad
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +74,6 @@ class SqliteChunkChange:
         self.removed += [int(r[0]) for r in old]
 
 
-class SqliteChunkLoad:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.data_sources: list[DataSource] = []
-
-    def add_data_source(self, ds: DataSource) -> None:
-        mark_analyzed(self.conn, ds.id)  # its keyword index is built by this analyzer after the commit
-        self.data_sources.append(ds)
-
-    def add(self, ds: DataSource, document_pk: int, chunks: Sequence[ChunkWrite], vectors: Vectors) -> None:
-        SqliteChunkChange(self.conn, ds).add(document_pk, chunks, vectors)  # the caches are built after the commit
-
-
 class SqliteChunkIndex:
     vector_column = "vector"
 
@@ -103,6 +94,8 @@ class SqliteChunkIndex:
         with index.lock, keywords.lock:  # a search seeing the new version waits for the mirrors, not reconciles
             with self.db.write() as conn:
                 before = vector_version(conn, ds.id)
+                if before == 0 and index.version == -1 and not len(index):
+                    index.version = 0  # a new data source (no chunk ever written): its empty index is in step
                 change = SqliteChunkChange(conn, ds)
                 yield change
                 after = before
@@ -165,21 +158,42 @@ class SqliteChunkIndex:
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[SqliteChunkLoad]:
-        with self.db.write() as conn:
-            load = SqliteChunkLoad(conn)
-            yield load
-            conn.executemany(
-                "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
-                [(ds.id,) for ds in load.data_sources],
-            )
-        # committed: each loaded data source's caches, built now (so the first search finds them ready), the keyword
-        # index in one writer commit
-        for ds in load.data_sources:
-            self.keywords.drop(ds.id)
-            keywords = self.keywords.get(ds.id)
-            with keywords.lock, self.db.snapshot() as conn:
-                keywords.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
-            self.vectors.drop(ds.id)  # a stale cache of a deleted data source that had this id
-            index = self.vectors.get(ds.id, ds.dim)
-            with index.lock, self.db.snapshot() as conn:
-                index.reconcile(conn.raw, ds.id, vector_version(conn, ds.id))
+        """Rows in batches; each data source's HNSW index and tantivy keyword index built alongside
+        (``bulk_load.py``), the keyword index committed in one commit once the load has, then the HNSW index saved."""
+        from alexandria.storage.sqlite.bulk_load import HnswBuilder, SqliteChunkLoad
+
+        builder = HnswBuilder()
+        load: SqliteChunkLoad | None = None
+        try:
+            with self.db.write() as conn:
+                load = SqliteChunkLoad(conn, self.vectors, self.keywords, builder)
+                yield load
+                load.finish()
+                conn.executemany(
+                    "UPDATE data_sources SET vector_version = vector_version + 1 WHERE id = ?",
+                    [(ds.id,) for ds in load.data_sources],
+                )
+                builder.finish()  # every vector is in its index before the rows commit
+                versions = {ds.id: vector_version(conn, ds.id) for ds in load.data_sources}
+        except BaseException:
+            builder.cancel()
+            if load is not None:
+                load.abandon()
+                for ds in load.data_sources:
+                    self.vectors.drop(ds.id)
+                    self.keywords.drop(ds.id)
+            raise
+        # committed: each index reflects its data source's rows; committed and saved now, so the first search, or a
+        # restart, finds them as they are (a crash before leaves them out of step: rebuilt from the rows)
+        try:
+            for ds, index, keywords in load.indexes():
+                try:
+                    keywords.commit(versions[ds.id])
+                except Exception:  # the rows committed: the index is out of step, reconciled at its next search
+                    log.exception("keyword index of data source %d left out of step", ds.id)
+                with index.lock:
+                    index.version = versions[ds.id]
+                    index.dirty = True
+                    index.save()
+        finally:
+            load.abandon()  # those not committed (an error above): their writers let go of the directories

@@ -19,7 +19,6 @@ is tantivy's one-byte field norm: exact up to 40 terms, rounded down to one of 2
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tantivy
@@ -123,20 +122,6 @@ class DataSourceKeywords:
         tmp.write_text(json.dumps({"version": self.version, "deleted": self.deleted}))
         tmp.replace(self.meta_path)
 
-    @contextlib.contextmanager
-    def _writer(self, heap: int, threads: int) -> Iterator[tantivy.IndexWriter]:
-        self.discard_pending()  # one writer at a time: what waited is replaced by what this writes
-        writer = self._new_writer(heap, threads)
-        try:
-            yield writer
-            writer.commit()
-        except BaseException:
-            writer.rollback()
-            raise
-        finally:
-            writer.wait_merging_threads()  # releases the writer's lock on the directory
-        self.index.reload()
-
     def _new_writer(self, heap: int, threads: int) -> tantivy.IndexWriter:
         """A writer, once the directory's lock is free: another process (or store) holds it while its changes wait
         for their commit (at most :data:`FLUSH_AFTER_S`)."""
@@ -228,23 +213,28 @@ class DataSourceKeywords:
         live = self.num_docs()
         return self.deleted > 0 and live <= COMPACT_BELOW
 
+    def building(self) -> KeywordBuild:
+        """A build that replaces the whole index in one commit (:class:`KeywordBuild`)."""
+        with self.lock:
+            self.discard_pending()  # one writer at a time: what waited is replaced by what the build writes
+            return KeywordBuild(self, self._new_writer(BULK_HEAP, 2))
+
     def rebuild(self, rows: Iterable[tuple[int, str]], version: int) -> int:
         """Replace the whole index with ``rows`` (``(id, text)``) in one commit; returns how many were indexed."""
-        count = 0
-        started = time.monotonic()
-        with self.lock, self._writer(BULK_HEAP, 2) as writer:
-            writer.delete_all_documents()
-            for pk, text in rows:
-                writer.add_document(_document(pk, text))
-                count += 1
-                if count % 100_000 == 0:
-                    log.info(
-                        "keyword index %s: %d chunks (%.0f s)", self.directory.name, count, time.monotonic() - started
-                    )
-        self.deleted = 0
-        self.version = version
+        with self.lock:
+            build = self.building()
+            try:
+                build.add(rows)
+            except BaseException:
+                build.abandon()
+                raise
+            return build.commit(version)
+
+    def _built(self, version: int) -> None:
+        """A build committed: the index reflects ``version``, with nothing deleted since."""
+        self.index.reload()
+        self.deleted, self.version = 0, version
         self._save_meta()
-        return count
 
     def searcher(self) -> tantivy.Searcher:
         """A searcher over every change applied so far (committing those that wait)."""
@@ -359,6 +349,60 @@ class DataSourceKeywords:
         searcher = self.searcher()
         total = int(searcher.num_docs) + self.deleted
         return bm25_bound(total, [int(searcher.doc_freq(TERMS, t)) for t in terms])
+
+
+class KeywordBuild:
+    """A data source's whole keyword index replaced in one tantivy commit. Chunks are added as they come (a bulk load
+    adds each batch while it writes their rows, so their analysis overlaps the HNSW graph's build); none is visible
+    until :meth:`commit`, which a load calls once the chunks' own transaction has committed, and :meth:`abandon`
+    (or a crash) leaves the index's last commit as it was."""
+
+    def __init__(self, index: DataSourceKeywords, writer: tantivy.IndexWriter) -> None:
+        self.index = index
+        self.writer: tantivy.IndexWriter | None = writer
+        self.count = 0
+        self.started = time.monotonic()
+        writer.delete_all_documents()
+
+    def add(self, rows: Iterable[tuple[int, str]]) -> None:
+        """Index chunks ``(id, text)``."""
+        if self.writer is None:
+            raise RuntimeError("keyword build already finished")
+        for pk, text in rows:
+            self.writer.add_document(_document(pk, text))
+            self.count += 1
+            if self.count % 100_000 == 0:
+                log.info(
+                    "keyword index %s: %d chunks (%.0f s)",
+                    self.index.directory.name,
+                    self.count,
+                    time.monotonic() - self.started,
+                )
+
+    def commit(self, version: int) -> int:
+        """Commit what was added, as the index of ``version``; returns how many chunks it holds."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            raise RuntimeError("keyword build already finished")
+        with self.index.lock:
+            try:
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()  # releases the writer's lock on the directory
+            self.index._built(version)
+        return self.count
+
+    def abandon(self) -> None:
+        """Drop what was added (the load failed); a no-op once committed or abandoned."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.rollback()
+            finally:
+                writer.wait_merging_threads()
 
 
 class KeywordIndexes:

@@ -9,7 +9,7 @@ from pathlib import Path
 from alexandria.config import Settings
 from alexandria.errors import InvalidRequest
 from alexandria.ingest.base import Vectors
-from alexandria.storage.common.catalog import Catalog
+from alexandria.storage.common.catalog import Catalog, data_sources_where
 from alexandria.storage.common.dify_catalog import DifyCatalogRows
 from alexandria.storage.common.dify_documents import DifyDocumentRows
 from alexandria.storage.common.dify_segments import DifySegmentRows
@@ -59,6 +59,15 @@ class SqliteStore(
         self.index = SqliteChunkIndex(self.db, self.vectors, self.keywords)
         drop_fts5_tables(self.engine, self.keywords)  # a data directory from before the tantivy index
         self.index.reanalyze_stale()  # a keyword index built by an earlier analyzer (an upgraded data directory)
+
+    def load_vector_indexes(self) -> int:
+        """Every data source's HNSW index, loaded now (a server's start) and brought in step with the database if it
+        is not (a crash before its file was saved): no search waits for a file or a rebuild. Returns how many."""
+        with self.db.read() as conn:
+            data_sources = data_sources_where(conn, "1 = 1", ())
+        for ds in data_sources:
+            self._ensure_index(ds)
+        return len(data_sources)
 
     def close(self) -> None:
         self.vectors.save_all()
