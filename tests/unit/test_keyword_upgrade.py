@@ -20,7 +20,6 @@ from alexandria.ingest.chunkers import Section
 from alexandria.search.analysis import ANALYZER_VERSION, document_terms
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
-from alexandria.storage.sqlite.db import migrations
 from tests.fakes import HashingEmbedder
 
 DOCS = {
@@ -72,15 +71,9 @@ def check_upgraded(core: Core) -> dict[str, list[tuple[str, float]]]:
     return results
 
 
-def version_before_analyzer() -> int:
-    """The SQLite schema version of the release before the analyzer (the migration before 0008)."""
-    versions = [v for v, sql in migrations()]
-    return versions[versions.index(next(v for v, sql in migrations() if "keyword_analyzer" in sql)) - 1]
-
-
 def make_sqlite_old(data_dir: Path, ds_id: int) -> None:
     """Turn the data directory back into what the release before the analyzer left: FTS5 over the chunks' text with
-    the porter tokenizer (no tantivy index), no analyzer column, the schema version before it."""
+    the porter tokenizer (no tantivy index), and the analyzer column as its migration adds it to existing rows (0)."""
     shutil.rmtree(data_dir / "keyword")
     fts = f'"fts_{ds_id}"'
     with sqlite3.connect(data_dir / "alexandria.db") as raw:
@@ -89,8 +82,7 @@ def make_sqlite_old(data_dir: Path, ds_id: int) -> None:
             "tokenize='porter unicode61 remove_diacritics 2')"
         )
         raw.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
-        raw.execute("ALTER TABLE data_sources DROP COLUMN keyword_analyzer")
-        raw.execute(f"PRAGMA user_version = {version_before_analyzer()}")
+        raw.execute("UPDATE data_sources SET keyword_analyzer = 0")
 
 
 def test_an_old_sqlite_data_directory_is_reanalysed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -156,8 +148,7 @@ def make_postgres_old(url: str, ds_id: int) -> None:
             "stats_version = stats_version + 1 WHERE id = %s",
             (ds_id, ds_id),
         )
-        raw.execute("ALTER TABLE data_sources DROP COLUMN keyword_analyzer")
-        raw.execute("DELETE FROM schema_migrations WHERE version >= 3")  # the analyzer's migration and later ones
+        raw.execute("UPDATE data_sources SET keyword_analyzer = 0")  # as the analyzer's migration leaves old rows
 
 
 def test_an_old_postgres_database_is_reanalysed_and_agrees_with_sqlite(tmp_path: Path, pg_url: str) -> None:
