@@ -88,14 +88,10 @@ class WriteLane:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-class LaneEmbedder:
-    """An embedder whose ``embed`` runs on the write lane, ``batch`` texts per task (so that several writers take
-    turns and none holds the lane for long)."""
+class _Wrapping:
+    """An embedder around ``inner``: its name, dimension, token limit and tokenizer are the inner model's."""
 
-    def __init__(self, inner: Embedder, lane: WriteLane, batch: int) -> None:
-        self.inner = inner
-        self.lane = lane
-        self.batch = max(batch, 1)
+    inner: Embedder
 
     @property
     def name(self) -> str:
@@ -113,10 +109,25 @@ class LaneEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 
+
+def _checked(texts: Sequence[str]) -> bool:
+    """Whether ``texts`` holds any text (a bare string is refused: it is not a sequence of texts)."""
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a sequence of texts, not a single string")
+    return bool(texts)
+
+
+class LaneEmbedder(_Wrapping):
+    """An embedder whose ``embed`` runs on the write lane, ``batch`` texts per task (so that several writers take
+    turns and none holds the lane for long)."""
+
+    def __init__(self, inner: Embedder, lane: WriteLane, batch: int) -> None:
+        self.inner = inner
+        self.lane = lane
+        self.batch = max(batch, 1)
+
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not a single string")
-        if not texts:
+        if not _checked(texts):
             return self.inner.embed(texts)
         parts = [
             self.lane.run(functools.partial(self.inner.embed, texts[i : i + self.batch]))
@@ -125,7 +136,7 @@ class LaneEmbedder:
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-class QueryCache:
+class QueryCache(_Wrapping):
     """An embedder that remembers the vectors of its last ``size`` distinct texts (least recently used out): a
     repeated search (pagination, a client retrying, an agent asking again, Dify's hit testing) skips the model.
     Vectors are handed out read-only, so no caller can change a cached one."""
@@ -137,26 +148,8 @@ class QueryCache:
         self._lock = threading.Lock()
         self.hits = 0
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.inner.tokenizer
-
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of texts, not a single string")
-        if not texts:
+        if not _checked(texts):
             return self.inner.embed(texts)
         with self._lock:
             found = [self._vectors.get(t) for t in texts]
