@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alexandria.domain.dify import UploadedFile
+
 FILE_PREFIX = "file-"
 STORE_PREFIX = "vs_"
 BATCH_PREFIX = "vsfb_"
@@ -17,18 +19,10 @@ FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
-class StoredFile:
-    """A file of the Files API: ``uuid`` (its id without ``file-``), ``purpose``, and the data source it is confined
-    to when it was uploaded with a key bound to one (``scope_data_source_id``)."""
+class StoredFile(UploadedFile):
+    """A file of the Files API: an upload (``uuid`` is its id without ``file-``) with its ``purpose``, and the data
+    source it is confined to when it was uploaded with a key bound to one (``scope_data_source_id``)."""
 
-    pk: int
-    uuid: str
-    workspace_id: int
-    name: str
-    size: int
-    extension: str
-    mime_type: str
-    created_at: int  # epoch ms
     purpose: str
     scope_data_source_id: int | None
 
