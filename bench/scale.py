@@ -209,7 +209,11 @@ def run_backend(backend: str, n: int, export: Path, work: Path, pg: Any, generat
     out["disk_mb"] = round(disk_bytes(backend, work, url) / 2**20, 1)
     log(f"  {out['import']}, disk {out['disk_mb']} MB")
     port = free_port()
-    server = subprocess.Popen(cli("serve", *args, "--port", str(port), "--workers", "0", "--log-level", "warning"))
+    # no query-vector cache: every mode of a query embeds it afresh, as a first-time query does
+    env = {**os.environ, "ALEXANDRIA_QUERY_CACHE_SIZE": "0"}
+    server = subprocess.Popen(
+        cli("serve", *args, "--port", str(port), "--workers", "0", "--log-level", "warning"), env=env
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 300
