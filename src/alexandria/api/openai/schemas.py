@@ -31,35 +31,37 @@ def _type(value: object) -> str:
     return "null" if value is None else _JSON_TYPES.get(type(value).__name__, "value")
 
 
-def metadata(value: object, param: str = "metadata") -> dict[str, str]:
-    """A vector store's ``metadata``: at most 16 keys of ≤64 characters, string values of ≤512."""
-    if value is None:
-        return {}
+def _keyed(value: object, param: str) -> dict[str, Any]:
+    """An object of at most ``MAX_KEYS`` keys of at most ``MAX_KEY_LENGTH`` characters (metadata, attributes)."""
     if not isinstance(value, dict):
         raise bad_request(f"Invalid type for '{param}': expected an object, but got {_type(value)} instead.", param)
     if len(value) > MAX_KEYS:
         raise bad_request(f"Invalid '{param}': too many properties. Expected at most {MAX_KEYS}.", param)
-    for key, item in value.items():
+    for key in value:
         if len(key) > MAX_KEY_LENGTH:
             raise bad_request(f"Invalid '{param}': key {key[:70]!r} is longer than {MAX_KEY_LENGTH} characters.", param)
+    return value
+
+
+def metadata(value: object, param: str = "metadata") -> dict[str, str]:
+    """A vector store's ``metadata``: at most 16 keys of ≤64 characters, string values of ≤512."""
+    if value is None:
+        return {}
+    checked = _keyed(value, param)
+    for key, item in checked.items():
         if not isinstance(item, str):
             raise bad_request(f"Invalid type for '{param}.{key}': expected a string, got {_type(item)}.", param)
         if len(item) > MAX_STRING_VALUE:
             raise bad_request(f"Invalid '{param}.{key}': string longer than {MAX_STRING_VALUE} characters.", param)
-    return dict(value)
+    return dict(checked)
 
 
 def attributes(value: object, param: str = "attributes") -> dict[str, Any] | None:
     """A file's ``attributes``: at most 16 keys of ≤64 characters; values strings (≤512), numbers or booleans."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise bad_request(f"Invalid type for '{param}': expected an object, but got {_type(value)} instead.", param)
-    if len(value) > MAX_KEYS:
-        raise bad_request(f"Invalid '{param}': too many properties. Expected at most {MAX_KEYS}.", param)
-    for key, item in value.items():
-        if len(key) > MAX_KEY_LENGTH:
-            raise bad_request(f"Invalid '{param}': key {key[:70]!r} is longer than {MAX_KEY_LENGTH} characters.", param)
+    checked = _keyed(value, param)
+    for key, item in checked.items():
         if isinstance(item, str):
             if len(item) > MAX_STRING_VALUE:
                 raise bad_request(f"Invalid '{param}.{key}': string longer than {MAX_STRING_VALUE} characters.", param)
@@ -69,7 +71,7 @@ def attributes(value: object, param: str = "attributes") -> dict[str, Any] | Non
             raise bad_request(
                 f"Invalid type for '{param}.{key}': expected a string, number or boolean, got {_type(item)}.", param
             )
-    return dict(value)
+    return dict(checked)
 
 
 def _int(value: object, param: str) -> int:
