@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from alexandria.search.ann import EF_CEILING, MAX_EF, REFERENCE_SIZE, filtered_plan, hnsw_ef, widened
+from alexandria.search.ann import (
+    EF_CEILING,
+    EXACT_PER_EF,
+    MAX_EF,
+    REFERENCE_SIZE,
+    filtered_plan,
+    hnsw_ef,
+    unfiltered_plan,
+    widened,
+)
 
 
 def test_ef_is_the_configured_one_up_to_the_reference_size() -> None:
@@ -52,3 +61,13 @@ def test_widening_ends_exact() -> None:
         fetches.append(plan.fetch)
         plan = widened(plan, 300_000, 1_000_000, 128)
     assert fetches == sorted(fetches) and len(fetches) >= 2
+
+
+def test_an_unfiltered_search_is_exact_while_scoring_everything_costs_no_more_than_hnsw() -> None:
+    small, edge = unfiltered_plan(600, 10, 128), unfiltered_plan(EXACT_PER_EF * 128, 10, 128)
+    assert small.exact and edge.exact and small.fetch == 10
+    large = unfiltered_plan(EXACT_PER_EF * 128 + 1, 10, 128)
+    assert not large.exact and large.ef == 128
+    assert unfiltered_plan(5, 10, 128).fetch == 5  # never more than the index holds
+    big = unfiltered_plan(1_000_000, 10, 128)
+    assert not big.exact and big.ef == hnsw_ef(128, 10, 1_000_000)

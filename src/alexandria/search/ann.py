@@ -49,6 +49,14 @@ class FilteredPlan:
     ef: int  # ... with this ef
 
 
+def unfiltered_plan(size: int, k: int, base_ef: int) -> FilteredPlan:
+    """The plan of an unfiltered top-``k`` search over ``size`` vectors: exact while scoring every vector costs no
+    more than the HNSW search would (``EXACT_PER_EF`` per unit of ef), which also makes a small data source's
+    results exact whatever order its graph was built in."""
+    ef = hnsw_ef(base_ef, k, size)
+    return FilteredPlan(exact=size <= EXACT_PER_EF * ef, fetch=min(k, size), ef=ef)
+
+
 def filtered_plan(candidates: int, size: int, k: int, base_ef: int, exact_max: int) -> FilteredPlan:
     """The plan of a filtered top-``k`` search (``base_ef`` the configured ef, ``exact_max`` the configured
     number of candidates below which the search is always exact)."""

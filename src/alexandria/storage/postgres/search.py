@@ -23,7 +23,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.analysis import query_terms
-from alexandria.search.ann import MAX_EF, filtered_plan, hnsw_ef
+from alexandria.search.ann import MAX_EF, filtered_plan, hnsw_ef, unfiltered_plan
 from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.db import PgEngine
@@ -165,7 +165,10 @@ class PgSearch:
         with self.engine.write() as conn:  # a transaction, for SET LOCAL
             row = conn.execute(f"SELECT chunk_total FROM data_sources WHERE id = {ds_id}").fetchone()
             size = int(row[0]) if row else 0
-            if not filters.is_empty():
+            if filters.is_empty():
+                if unfiltered_plan(size, k, int(self.hnsw_ef_search)).exact:  # the rule both engines share
+                    return self._exact(conn, ds_id, join, where, params, query, k)
+            else:
                 row = conn.execute(
                     f"SELECT count(*) FROM chunks c {join} WHERE c.data_source_id = {ds_id} AND {where}", tuple(params)
                 ).fetchone()

@@ -17,7 +17,7 @@ from alexandria.domain.filters import DocumentFilter, FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.ingest.base import Vectors
 from alexandria.search.analysis import query_terms
-from alexandria.search.ann import FilteredPlan, filtered_plan, hnsw_ef, widened
+from alexandria.search.ann import filtered_plan, unfiltered_plan, widened
 from alexandria.storage.base import ScoredId
 from alexandria.storage.sqlite.db import SqliteEngine
 from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
@@ -179,7 +179,7 @@ class SqliteSearch:
             size = len(index)
             if documents is None:  # every chunk
                 rows = None
-                plan = FilteredPlan(exact=False, fetch=min(k, size), ef=hnsw_ef(base_ef, k, size))
+                plan = unfiltered_plan(size, k, base_ef)
                 candidates = size
             else:
                 rows = matrix.rows_of_documents(documents)
