@@ -15,6 +15,7 @@ from alexandria.cli_common import err, fail, open_core, progress
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
 from alexandria.search import fusion
+from alexandria.search.analyzer_variants import ANALYZERS
 
 
 @click.command("eval")
@@ -45,6 +46,15 @@ from alexandria.search import fusion
 )
 @click.option("--alpha", type=float, default=None, help="Default vector weight of `convex` (hybrid_alpha).")
 @click.option("--embedder", "embedders", multiple=True, help="Embedder(s) to compare (default: the server's).")
+@click.option(
+    "--analyzer",
+    "analyzers",
+    multiple=True,
+    type=click.Choice(list(ANALYZERS)),
+    help="Also rank by keyword search under this analyzer (repeatable; rows `keyword [NAME]`, BM25 in memory, "
+    "nothing embedded): `default` is the product's, `unigram` CJK without bigrams, `trigram` character trigrams "
+    "(FTS5's trigram), `words` plain Unicode words, `porter` Porter-stemmed words (FTS5's porter unicode61).",
+)
 @click.option("--max-queries", type=click.IntRange(min=1), default=None, help="Evaluate a random sample of queries.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query sample.")
 @click.option(
@@ -60,6 +70,7 @@ def eval_command(
     fusions: tuple[str, ...],
     alpha: float | None,
     embedders: tuple[str, ...],
+    analyzers: tuple[str, ...],
     max_queries: int | None,
     seed: int,
     diagnostics: Path | None,
@@ -91,7 +102,7 @@ def eval_command(
                 try:
                     result = runs.evaluate_set(
                         core, directory, list(modes) or list(runs.MODES), chosen_specs, names, cache,
-                        max_queries, seed, bars.documents, bars.query,
+                        max_queries, seed, bars.documents, bars.query, analyzers,
                     )  # fmt: skip
                 except AlexandriaError as exc:
                     fail(exc.message)

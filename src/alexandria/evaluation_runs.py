@@ -239,9 +239,11 @@ def evaluate_set(
     seed: int = 0,
     on_documents: Callable[[str, int, int], None] | None = None,
     on_query: Callable[[str, int], None] | None = None,
+    analyzers: Sequence[str] = (),
 ) -> SetResult:
-    """Every variant on one set. ``on_documents(label, done, total)`` reports the corpus ingest (embedding) of
-    each embedder; ``on_query(label, total)`` each query run."""
+    """Every variant on one set, then keyword search under each of ``analyzers`` (``evaluation_analyzers.py``: in
+    memory, nothing embedded; with no ``modes`` nothing is ingested at all). ``on_documents(label, done, total)``
+    reports the corpus ingest (embedding) of each embedder; ``on_query(label, total)`` each query run."""
     data = load_beir(directory)
     qids = sample_queries(data, max_queries, seed)
     result = SetResult(directory.name, len(data.corpus), qids, {q: data.queries[q] for q in qids})
@@ -267,5 +269,15 @@ def evaluate_set(
                 on_query(label, len(qids))
 
         runs.update(run_queries(core, ds, data, qids, mine, show, query_done))
+    if analyzers:
+        from alexandria import evaluation_analyzers as by_analyzer
+
+        chunks = by_analyzer.corpus_chunks(core, data, embedders[0])
+
+        def analyzer_query_done(label: str) -> None:
+            if on_query is not None:
+                on_query(f"{directory.name} {label}", len(qids))
+
+        runs.update(by_analyzer.analyzer_runs(chunks, data, qids, analyzers, analyzer_query_done))
     score_runs(result, runs, data.qrels)
     return result
