@@ -1,10 +1,14 @@
-"""``alexandria eval --analyzer NAME``: keyword search of a set under other analyzers, side by side with the
-store's (``search/analyzer_variants.py`` names them).
+"""Keyword search in ``alexandria eval`` without embedding anything.
 
-The corpus is chunked as the store chunks it (the data source's embedder's tokenizer, the default chunk size, the
-title a prefix of every chunk: :func:`alexandria.evaluation.corpus_section`), each analyzer's BM25 index is built in
-memory (``search/memory_bm25.py``, the engines' constants), and a document scores as its best chunk, as in every
-other row. Nothing is embedded: these rows cost no model time.
+- ``--analyzer NAME``: keyword search of a set under other analyzers, side by side with the store's
+  (``search/analyzer_variants.py`` names them). The corpus is chunked as the store chunks it (the data source's
+  embedder's tokenizer, the default chunk size, the title a prefix of every chunk:
+  :func:`alexandria.evaluation.corpus_section`), each analyzer's BM25 index is built in memory
+  (``search/memory_bm25.py``, the engines' constants), and a document scores as its best chunk, as in every other
+  row.
+- ``--mode keyword`` alone: the corpus is stored in a data source of :class:`KeywordOnlyEmbedder` (the embedder's
+  tokenizer and input length, so the same chunks, and a constant vector), so the store's keyword row costs no model
+  time either.
 """
 
 from __future__ import annotations
@@ -12,12 +16,51 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from alexandria.evaluation import CHUNKS_PER_QUERY, DOCS_PER_QUERY, BeirSet, corpus_section
+from alexandria.ingest.base import Embedder, Tokenizer, Vectors
 from alexandria.ingest.chunkers import SectionChunker
 from alexandria.search.analyzer_variants import get_analyzer
 from alexandria.search.memory_bm25 import MemoryBM25
 from alexandria.services.core import Core
 from alexandria.services.documents import chunk_writes
+
+
+class KeywordOnlyEmbedder:
+    """An embedder's tokenizer and input length (so the chunks are that model's), one constant unit vector."""
+
+    def __init__(self, name: str, model: Embedder) -> None:
+        self._name = name
+        self._model = model
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return 8
+
+    @property
+    def max_tokens(self) -> int:
+        return self._model.max_tokens
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._model.tokenizer
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out[:, 0] = 1.0
+        return out
+
+
+def keyword_only_embedder(core: Core, embedder: str) -> str:
+    """The name of ``embedder``'s :class:`KeywordOnlyEmbedder`, registered with the core."""
+    name = f"keyword-only-{embedder}"
+    core.embedders.register(name, KeywordOnlyEmbedder(name, core.embedders.get(embedder)))
+    return name
 
 
 def label(name: str) -> str:

@@ -55,6 +55,7 @@ def test_chunks_are_the_stores(core: Core, tmp_path: Path) -> None:
 
 def test_default_in_memory_ranks_as_the_store(core: Core, fake_embedder: HashingEmbedder, tmp_path: Path) -> None:
     directory = make_set(tmp_path)
+    fake_embedder.calls.clear()
     result = runs.evaluate_set(
         core, directory, ["keyword"], [], ["fake"], tmp_path / "cache", analyzers=["default", "words", "trigram"]
     )
@@ -63,10 +64,10 @@ def test_default_in_memory_ranks_as_the_store(core: Core, fake_embedder: Hashing
     assert result.per_query["keyword [default]"] == result.per_query["keyword"]
     assert result.table["keyword [default]"] == result.table["keyword"]
     assert result.table["keyword [default]"]["recall@10"] == 1.0
+    assert fake_embedder.calls == []  # keyword mode alone embeds nothing
     diag = runs.diagnostics(result)
     assert all(set(q["ndcg@10"]) == set(result.table) for q in diag["queries"].values())
-    # analyzer rows alone ingest (so embed) nothing
-    fake_embedder.calls.clear()
+    # analyzer rows alone ingest nothing
     alone = runs.evaluate_set(core, directory, [], [], ["fake"], tmp_path / "other", analyzers=["porter"])
     assert list(alone.table) == ["keyword [porter]"] and fake_embedder.calls == []
     assert not (tmp_path / "other" / "ingested").exists()
