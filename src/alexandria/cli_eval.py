@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
@@ -124,26 +125,27 @@ class _Bars:
 
     def documents(self, label: str, done: int, total: int) -> None:
         if label not in self.tasks:
-            self.tasks[label] = self.bar.add_task(f"embedding {label}", total=total)
+            self.tasks[label] = self.bar.add_task(f"embedding {escape(label)}", total=total)
         self.bar.update(self.tasks[label], completed=done)
 
     def query(self, label: str, total: int) -> None:
         key = "q " + label
         if key not in self.tasks:
-            self.tasks[key] = self.bar.add_task(f"querying {label}", total=total)
+            self.tasks[key] = self.bar.add_task(f"querying {escape(label)}", total=total)
         self.bar.advance(self.tasks[key])
 
 
 def _table(result: Any, summary: dict[str, Any]) -> Table:
     table = Table(title=f"{result.name}: {result.documents} documents, {len(result.queries)} queries")
-    table.add_column("variant", no_wrap=True)
+    # the labels in full (``keyword [trigram]``, ``hybrid:convex(alpha=0.3)``); the other columns wrap first
+    table.add_column("variant", no_wrap=True, min_width=max(map(len, result.table), default=7))
     for col in ("ndcg@10", "recall@10", "recall@100", "mrr", "best / worst on queries"):
         table.add_column(col, justify="right")
     best = max((m["ndcg@10"] for m in result.table.values()), default=0.0)
     for label, m in result.table.items():
         ndcg = f"[bold]{m['ndcg@10']:.4f}[/bold]" if m["ndcg@10"] == best else f"{m['ndcg@10']:.4f}"
         table.add_row(
-            label, ndcg, f"{m['recall@10']:.4f}", f"{m['recall@100']:.4f}", f"{m['mrr']:.4f}",
+            escape(label), ndcg, f"{m['recall@10']:.4f}", f"{m['recall@100']:.4f}", f"{m['mrr']:.4f}",
             f"{summary[label]['best']} / {summary[label]['worst']}",
         )  # fmt: skip
     return table

@@ -84,6 +84,7 @@ def test_cli_analyzer_rows(tmp_path: Path) -> None:
     table = json.loads(out.stdout.strip().splitlines()[-1])["tiny"]
     assert list(table) == ["keyword", "keyword [default]", "keyword [unigram]"]
     assert table["keyword [unigram]"] == table["keyword [default]"]  # no CJK: the same terms
+    assert "keyword [unigram]" in out.stderr  # the table's row, in full (not read as rich markup)
     written = json.loads(diag.read_text())["tiny"]
     assert set(written["summary"]) == set(table)
     assert all("keyword [default]" in q["ndcg@10"] for q in written["queries"].values())
