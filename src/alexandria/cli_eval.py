@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
@@ -15,6 +16,7 @@ from alexandria.cli_common import err, fail, open_core, progress
 from alexandria.config import Settings
 from alexandria.errors import AlexandriaError
 from alexandria.search import fusion
+from alexandria.search.analyzer_variants import ANALYZERS
 
 
 @click.command("eval")
@@ -45,6 +47,15 @@ from alexandria.search import fusion
 )
 @click.option("--alpha", type=float, default=None, help="Default vector weight of `convex` (hybrid_alpha).")
 @click.option("--embedder", "embedders", multiple=True, help="Embedder(s) to compare (default: the server's).")
+@click.option(
+    "--analyzer",
+    "analyzers",
+    multiple=True,
+    type=click.Choice(list(ANALYZERS)),
+    help="Also rank by keyword search under this analyzer (repeatable; rows `keyword [NAME]`, BM25 in memory, "
+    "nothing embedded): `default` is the product's, `unigram` CJK without bigrams, `trigram` character trigrams "
+    "(FTS5's trigram), `words` plain Unicode words, `porter` Porter-stemmed words (FTS5's porter unicode61).",
+)
 @click.option("--max-queries", type=click.IntRange(min=1), default=None, help="Evaluate a random sample of queries.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query sample.")
 @click.option(
@@ -60,6 +71,7 @@ def eval_command(
     fusions: tuple[str, ...],
     alpha: float | None,
     embedders: tuple[str, ...],
+    analyzers: tuple[str, ...],
     max_queries: int | None,
     seed: int,
     diagnostics: Path | None,
@@ -91,7 +103,7 @@ def eval_command(
                 try:
                     result = runs.evaluate_set(
                         core, directory, list(modes) or list(runs.MODES), chosen_specs, names, cache,
-                        max_queries, seed, bars.documents, bars.query,
+                        max_queries, seed, bars.documents, bars.query, analyzers,
                     )  # fmt: skip
                 except AlexandriaError as exc:
                     fail(exc.message)
@@ -113,26 +125,27 @@ class _Bars:
 
     def documents(self, label: str, done: int, total: int) -> None:
         if label not in self.tasks:
-            self.tasks[label] = self.bar.add_task(f"embedding {label}", total=total)
+            self.tasks[label] = self.bar.add_task(f"embedding {escape(label)}", total=total)
         self.bar.update(self.tasks[label], completed=done)
 
     def query(self, label: str, total: int) -> None:
         key = "q " + label
         if key not in self.tasks:
-            self.tasks[key] = self.bar.add_task(f"querying {label}", total=total)
+            self.tasks[key] = self.bar.add_task(f"querying {escape(label)}", total=total)
         self.bar.advance(self.tasks[key])
 
 
 def _table(result: Any, summary: dict[str, Any]) -> Table:
     table = Table(title=f"{result.name}: {result.documents} documents, {len(result.queries)} queries")
-    table.add_column("variant", no_wrap=True)
+    # the labels in full (``keyword [trigram]``, ``hybrid:convex(alpha=0.3)``); the other columns wrap first
+    table.add_column("variant", no_wrap=True, min_width=max(map(len, result.table), default=7))
     for col in ("ndcg@10", "recall@10", "recall@100", "mrr", "best / worst on queries"):
         table.add_column(col, justify="right")
     best = max((m["ndcg@10"] for m in result.table.values()), default=0.0)
     for label, m in result.table.items():
         ndcg = f"[bold]{m['ndcg@10']:.4f}[/bold]" if m["ndcg@10"] == best else f"{m['ndcg@10']:.4f}"
         table.add_row(
-            label, ndcg, f"{m['recall@10']:.4f}", f"{m['recall@100']:.4f}", f"{m['mrr']:.4f}",
+            escape(label), ndcg, f"{m['recall@10']:.4f}", f"{m['recall@100']:.4f}", f"{m['mrr']:.4f}",
             f"{summary[label]['best']} / {summary[label]['worst']}",
         )  # fmt: skip
     return table

@@ -85,6 +85,11 @@ def metrics(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dic
     }
 
 
+def corpus_section(title: str, text: str) -> Section:
+    """A corpus document as it is stored: its title a section prefix (so in every chunk) over its text."""
+    return Section(title + "\n" if title else None, text, ())
+
+
 def ingest_corpus(
     core: Core,
     ds: DataSource,
@@ -101,7 +106,7 @@ def ingest_corpus(
         reqs = [
             UpsertRequest(
                 document_id=doc_id,
-                section=Section(title + "\n" if title else None, text, ()),
+                section=corpus_section(title, text),
                 title=title or None,
                 timestamp=now_ms,
             )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alexandria import evaluation_analyzers as by_analyzer
 from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import DataSource
 from alexandria.errors import InvalidRequest
@@ -239,15 +240,19 @@ def evaluate_set(
     seed: int = 0,
     on_documents: Callable[[str, int, int], None] | None = None,
     on_query: Callable[[str, int], None] | None = None,
+    analyzers: Sequence[str] = (),
 ) -> SetResult:
-    """Every variant on one set. ``on_documents(label, done, total)`` reports the corpus ingest (embedding) of
-    each embedder; ``on_query(label, total)`` each query run."""
+    """Every variant on one set, then keyword search under each of ``analyzers`` (``evaluation_analyzers.py``: in
+    memory; with no ``modes`` nothing is ingested at all). Keyword mode alone embeds nothing (a constant vector).
+    ``on_documents(label, done, total)`` reports the corpus ingest (embedding) of each embedder; ``on_query(label,
+    total)`` each query run."""
     data = load_beir(directory)
     qids = sample_queries(data, max_queries, seed)
     result = SetResult(directory.name, len(data.corpus), qids, {q: data.queries[q] for q in qids})
     chosen = variants(modes, specs, embedders)
     show = len(embedders) > 1
     runs: dict[str, dict[str, list[str]]] = {}
+    keyword_only = set(modes) <= {"keyword"}
     for i, emb in enumerate(embedders):
         mine = [v for v in chosen if v.embedder == emb and (v.mode != "keyword" or i == 0)]
         if not mine:
@@ -260,12 +265,21 @@ def evaluate_set(
             if on_documents is not None:
                 on_documents(label, done[0], len(data.corpus))
 
-        ds = cached_data_source(core, directory, data, emb, cache_dir, docs_done)
+        stored_by = by_analyzer.keyword_only_embedder(core, emb) if keyword_only else emb
+        ds = cached_data_source(core, directory, data, stored_by, cache_dir, docs_done)
 
         def query_done(label: str = label) -> None:
             if on_query is not None:
                 on_query(label, len(qids))
 
         runs.update(run_queries(core, ds, data, qids, mine, show, query_done))
+    if analyzers:
+        chunks = by_analyzer.corpus_chunks(core, data, embedders[0])
+
+        def analyzer_query_done(label: str) -> None:
+            if on_query is not None:
+                on_query(f"{directory.name} {label}", len(qids))
+
+        runs.update(by_analyzer.analyzer_runs(chunks, data, qids, analyzers, analyzer_query_done))
     score_runs(result, runs, data.qrels)
     return result

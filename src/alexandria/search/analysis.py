@@ -149,11 +149,13 @@ STOPWORDS_ARABIC = frozenset(
 )
 
 
-def _cjk_terms(run: str) -> Iterator[str]:
-    """Each character, then each overlapping pair of characters."""
+def _cjk_terms(run: str, bigrams: bool = True) -> Iterator[str]:
+    """Each character, then each overlapping pair of characters (unless ``bigrams`` is off: ``alexandria eval``
+    compares that variant, ``search/analyzer_variants.py``)."""
     yield from run
-    for i in range(len(run) - 1):
-        yield run[i : i + 2]
+    if bigrams:
+        for i in range(len(run) - 1):
+            yield run[i : i + 2]
 
 
 # Lucene's light Arabic stemmer (Larkey et al.'s light10): at most one prefix, then every suffix in turn, each only
@@ -194,7 +196,7 @@ _ASCII, _ARABIC_WORD, _OTHER, _CJK = range(4)
 _ASCII_WORD = re.compile(r"[a-z0-9]+")  # a word of an ASCII text (NFKC and case folding are lower() there)
 
 
-def _tokens(text: str) -> list[tuple[str, int]]:
+def _tokens(text: str, cjk_bigrams: bool = True) -> list[tuple[str, int]]:
     """``(folded word or CJK term, kind)`` in order."""
     if text.isascii():
         return [(word, _ASCII) for word in _ASCII_WORD.findall(text.lower())]
@@ -210,7 +212,7 @@ def _tokens(text: str) -> list[tuple[str, int]]:
         for run in _CJK_RUN.finditer(word):
             if run.start() > at:
                 _add_word(out, word[at : run.start()])
-            out.extend((term, _CJK) for term in _cjk_terms(run.group()))
+            out.extend((term, _CJK) for term in _cjk_terms(run.group(), cjk_bigrams))
             at = run.end()
         if at < len(word):
             _add_word(out, word[at:])
@@ -241,10 +243,10 @@ def _terms(word: str, kind: int, languages: tuple[str, ...]) -> list[str]:
     return [word]
 
 
-def document_terms(text: str) -> list[str]:
+def document_terms(text: str, cjk_bigrams: bool = True) -> list[str]:
     """Every term of a text, in order (repeats included: a term's frequency and the text's length are counted on
-    this list)."""
-    tokens = _tokens(text)
+    this list). ``cjk_bigrams=False`` (CJK as single characters) is a variant ``alexandria eval`` compares."""
+    tokens = _tokens(text, cjk_bigrams)
     stemmer = STEMMER_OF[text_language(tokens) or "english"]
     terms: list[str] = []
     for word, kind in tokens:
@@ -255,10 +257,10 @@ def document_terms(text: str) -> list[str]:
     return terms
 
 
-def query_terms(query: str) -> list[str]:
+def query_terms(query: str, cjk_bigrams: bool = True) -> list[str]:
     """The distinct terms of a query, stopwords dropped (unless nothing else is left), at most
     ``MAX_QUERY_TERMS``."""
-    tokens = _tokens(query)
+    tokens = _tokens(query, cjk_bigrams)
     language = text_language(tokens)
     if language is not None:
         languages: tuple[str, ...] = (language,)
