@@ -112,10 +112,13 @@ class SetResult:
 
 
 def corpus_fingerprint(directory: Path) -> str:
-    """Changes when the corpus file does (size and modification time), so a cached ingest is never stale."""
-    st = (directory / "corpus.jsonl").stat()
-    key = f"{directory.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+    """The corpus file's content hash, so a cached ingest is never stale and survives a copy of the set (a fresh
+    checkout, another machine) that changes only file times."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    with (directory / "corpus.jsonl").open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:10]
 
 
 def cached_data_source(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -115,3 +116,14 @@ def test_cli_evaluates_a_folder_of_sets(tmp_path: Path) -> None:
     assert len(written["two"]["queries"]) == 4
     bad = CliRunner().invoke(main, ["eval", str(tmp_path / "sets"), "--fusion", "nope"])
     assert bad.exit_code == 1
+
+
+def test_the_cache_key_follows_the_corpus_content_not_its_file_times(tmp_path: Path) -> None:
+    a, b = tmp_path / "a" / "set", tmp_path / "b" / "set"
+    for d in (a, b):
+        d.mkdir(parents=True)
+        (d / "corpus.jsonl").write_text('{"_id": "d1", "title": "", "text": "mitochondria"}\n')
+    os.utime(b / "corpus.jsonl", (1_000_000, 1_000_000))  # a copy made elsewhere: other times, same content
+    assert runs.corpus_fingerprint(a) == runs.corpus_fingerprint(b)
+    (b / "corpus.jsonl").write_text('{"_id": "d1", "title": "", "text": "ribosome"}\n')
+    assert runs.corpus_fingerprint(a) != runs.corpus_fingerprint(b)
