@@ -67,7 +67,7 @@ def _explain(core: Core, ds: object, query: str) -> None:
         )
         print("\n".join(r[0] for r in plan))
     rounds = []
-    orig = keyword_topk._exact_scores
+    orig = keyword_topk.exact_scores
 
     def counting(conn, chunk_ids, *rest):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
@@ -75,13 +75,13 @@ def _explain(core: Core, ds: object, query: str) -> None:
         rounds.append((len(chunk_ids), round((time.perf_counter() - t0) * 1000, 1)))
         return out
 
-    keyword_topk._exact_scores = counting  # type: ignore[assignment]
+    keyword_topk.exact_scores = counting  # type: ignore[assignment]
     t0 = time.perf_counter()
     core.store.keyword_search(ds, query, FilterSet(), 10)  # type: ignore[arg-type]
     print(
         f"{len(lexemes)} lexemes, rounds (candidates, ms): {rounds}, total {(time.perf_counter() - t0) * 1000:.0f} ms"
     )
-    keyword_topk._exact_scores = orig  # type: ignore[assignment]
+    keyword_topk.exact_scores = orig  # type: ignore[assignment]
 
 
 def _pct(ms: list[float], q: float) -> float:

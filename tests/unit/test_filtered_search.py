@@ -123,6 +123,39 @@ def test_filtered_search_equals_brute_force(settings: Settings, path: str) -> No
     core.close()
 
 
+def test_filtered_keyword_search_and_chosen_chunks_bm25_agree_with_the_unfiltered_ranking(settings: Settings) -> None:
+    """A filtered keyword search returns exactly the passing chunks of the unfiltered full ranking, in order, with the
+    same BM25; ``keyword_scores`` gives chosen chunks that same BM25 (chunks matching no term, and other data
+    sources' chunks, left out); and hybrid candidates carry it for every vector-only candidate."""
+    core = open_core(settings)
+    t, other = make_tenant(core, "w1"), make_tenant(core, "w2")
+    build(core, t.ds, 160, seed=3)
+    build(core, other.ds, 20, seed=4)
+    rng = random.Random(5)
+    docs = core.store.documents_by_pk(list(range(1, 10_000)), with_text=False)
+    for filters in FILTERS[:6]:
+        words = " ".join(rng.sample(VOCAB, 4))
+        full = core.store.keyword_search(t.ds, words, FilterSet(), 10_000)
+        by_pk = {h.pk: h.score for h in full}
+        chunks = core.store.load_chunks(list(by_pk))
+        passing = [h for h in full if matches_all(docs[chunks[h.pk].document_pk], filters)]
+        got = core.store.keyword_search(t.ds, words, filters, 10)
+        assert [h.pk for h in got] == [h.pk for h in passing[:10]], filters
+        assert np.allclose([h.score for h in got], [h.score for h in passing[:10]], rtol=1e-5)
+        chosen = [h.pk for h in full[::7]] + [c.pk for c in core.store.chunks_of_documents(list(docs)[:3])]
+        foreign = [c.pk for c in core.store.chunks_of_documents([pk for pk, d in docs.items()
+                                                                 if d.data_source_id == other.ds.id])]  # fmt: skip
+        scored = core.store.keyword_scores(t.ds, words, chosen + foreign)
+        assert set(scored) == {pk for pk in chosen if pk in by_pk}  # no match and foreign chunks left out
+        assert all(abs(scored[pk] - by_pk[pk]) < 1e-4 * by_pk[pk] for pk in scored)
+        cands = core.search.candidates(t.ds, words, filters, 10)
+        for pk in cands.vector_ranked:
+            assert (pk in cands.keyword) == (pk in by_pk), filters
+            if pk in by_pk:
+                assert abs(cands.keyword[pk] - by_pk[pk]) < 1e-4 * by_pk[pk]
+    core.close()
+
+
 @pytest.mark.backends("sqlite")
 def test_matrix_in_step_after_upserts_deletes_restarts_and_crashes(settings: Settings) -> None:
     core = open_core(settings)

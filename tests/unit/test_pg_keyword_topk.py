@@ -74,13 +74,13 @@ def test_best_first_equals_brute_force(side: Side, first_depth: int, monkeypatch
 def test_stops_before_reading_every_match(side: Side, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keyword_topk, "FIRST_DEPTH", 4)
     scored: list[int] = []
-    exact = keyword_topk._exact_scores
+    exact = keyword_topk.exact_scores
 
     def counting(conn, chunk_ids, *rest):  # type: ignore[no-untyped-def]
         scored.append(len(chunk_ids))
         return exact(conn, chunk_ids, *rest)
 
-    monkeypatch.setattr(keyword_topk, "_exact_scores", counting)
+    monkeypatch.setattr(keyword_topk, "exact_scores", counting)
     # the most common word matches most chunks; a rare one settles the top 1 at once
     query = [VOCAB[0], VOCAB[150]]
     matching = {pk for pk, _ in _brute_force(side, query, 10_000)}

@@ -1,8 +1,8 @@
 """Hybrid fusion of keyword and vector scores.
 
 Every method ranks the same candidates: the union of each signal's top-N chunks, each with BOTH scores (cosine
-computed exactly for keyword-only candidates; BM25 for vector-only candidates read from one deeper ranked BM25 pass,
-0 beyond it), so a chunk strong in one signal and merely absent from the other's top-N is not penalised.
+computed exactly for keyword-only candidates, BM25 exactly for vector-only ones; absent: no query term matches), so
+a chunk strong in one signal and merely absent from the other's top-N is not penalised.
 
 ``confidence`` (default): a per-query weighted sum of the two calibrated scores, ``λ_k · BM25/bound + λ_v · cos``,
 where ``bound`` is the most BM25 any chunk could score for the query (:func:`alexandria.search.keyword.bm25_bound`),

@@ -78,7 +78,7 @@ def top_k(
     for lexeme, chunk_id, x in rows:
         best_x[lexeme] = max(best_x.get(lexeme, 0.0), float(x))
         seen.add(int(chunk_id))
-    exact = _exact_scores(conn, sorted(seen), lexemes, idf_of, avgdl)
+    exact = exact_scores(conn, sorted(seen), lexemes, idf_of, avgdl)
     if len(seen) == sum(df_of.values()) or len(exact) < k:  # every posting was read: nothing else can match
         return _best(exact, k)
     theta = _best(exact, k)[-1].score
@@ -103,7 +103,7 @@ def top_k(
     # may still reach θ once its non-essential terms are counted (>=: a tie at θ may win on chunk id)
     reach = theta * (1 - 1e-9)  # SQL and Python round the same sums apart by ulps
     rest = sorted(int(pk) for pk, score in partial if float(score) + total >= reach and int(pk) not in exact)
-    exact.update(_exact_scores(conn, rest, lexemes, idf_of, avgdl))
+    exact.update(exact_scores(conn, rest, lexemes, idf_of, avgdl))
     return _best(exact, k)
 
 
@@ -111,7 +111,7 @@ def _best(scores: dict[int, float], k: int) -> list[ScoredId]:
     return [ScoredId(pk, s) for pk, s in heapq.nsmallest(k, scores.items(), key=lambda item: (-item[1], item[0]))]
 
 
-def _exact_scores(
+def exact_scores(
     conn: psycopg.Connection,
     chunk_ids: list[int],
     lexemes: Sequence[str],

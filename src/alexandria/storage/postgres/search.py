@@ -27,7 +27,7 @@ from alexandria.search.ann import MAX_EF, filtered_plan, hnsw_ef, unfiltered_pla
 from alexandria.search.keyword import BM25_B, BM25_K1, bm25_bound, bm25_idf
 from alexandria.storage.base import ScoredId
 from alexandria.storage.postgres.db import PgEngine
-from alexandria.storage.postgres.keyword_topk import top_k
+from alexandria.storage.postgres.keyword_topk import exact_scores, top_k
 from alexandria.storage.postgres.metadata_sql import compile_metadata_filter
 
 
@@ -143,6 +143,28 @@ class PgSearch:
                 return 0.0
             total, _, version = self._stats(conn, ds)
             return bm25_bound(total, self._doc_freqs(conn, ds, version, lexemes))
+
+    def keyword_scores(self, ds: DataSource, query: str, chunk_pks: Sequence[int]) -> dict[int, float]:
+        """BM25 of exactly these chunks of the data source (those matching no term are left out): one index seek
+        per (chunk, term), whatever the number of matches elsewhere."""
+        if not chunk_pks:
+            return {}
+        with self.engine.snapshot() as conn:
+            lexemes = self._lexemes(conn, query)
+            if not lexemes:
+                return {}
+            total, length_total, version = self._stats(conn, ds)
+            if total == 0:
+                return {}
+            freqs = self._doc_freqs(conn, ds, version, lexemes)
+            idf_of = {lex: bm25_idf(total, n) for lex, n in zip(lexemes, freqs, strict=True)}
+            mine = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM chunks WHERE id = ANY(%s) AND data_source_id = %s", (list(chunk_pks), ds.id)
+                )
+            ]
+            return exact_scores(conn, mine, lexemes, idf_of, max(length_total / total, 1e-9))
 
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:

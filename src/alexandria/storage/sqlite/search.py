@@ -101,6 +101,14 @@ class SqliteSearch:
         return int(row[0]) if row else 0
 
     def _filtered_chunks(self, ds: DataSource, filters: FilterSet) -> list[int]:
+        """The ids of the data source's chunks that pass the filters: the passing documents from SQL, their chunks
+        from the exact matrix's document column (a binary search, not a join over every chunk row)."""
+        documents = self.candidate_documents(ds, filters)
+        index = self._ensure_index(ds)
+        with index.lock:
+            if index.matrix_ok:
+                ids: list[int] = index.matrix.keys[index.matrix.rows_of_documents(documents)].tolist()
+                return ids
         params: list[object] = [ds.id]
         where = compile_filters(filters, "d", params)
         cur = self.engine.reader().execute(
@@ -126,6 +134,13 @@ class SqliteSearch:
         keyword score by it gives a score in [0, 1] with the same meaning for every query."""
         terms = query_terms(query)
         return self._keywords(ds).score_bound(terms) if terms else 0.0
+
+    def keyword_scores(self, ds: DataSource, query: str, chunk_pks: Sequence[int]) -> dict[int, float]:
+        """BM25 of exactly these chunks of the data source (those matching no term are left out)."""
+        terms = query_terms(query)
+        if not terms or not chunk_pks:
+            return {}
+        return dict(self._keywords(ds).scores(terms, chunk_pks))
 
     def vector_scores(self, ds: DataSource, vector: Vectors, chunk_pks: Sequence[int]) -> dict[int, float]:
         if not chunk_pks:
