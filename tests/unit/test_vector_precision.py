@@ -5,6 +5,7 @@ converted when it is loaded, without losing a vector."""
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from alexandria.domain.filters import FilterSet
 from alexandria.ingest.chunkers import Section
 from alexandria.services.core import Core
 from alexandria.services.documents import UpsertRequest
-from alexandria.storage.sqlite.vectors import INDEX_DTYPE, DataSourceIndex, HnswParams
+from alexandria.storage.sqlite.vectors import INDEX_DTYPE, DataSourceIndex, HnswParams, VectorIndexes
 from tests.conftest import make_tenant
 from tests.fakes import HashingEmbedder
 
@@ -148,3 +149,35 @@ def test_an_f32_index_without_its_matrix_is_rebuilt_from_the_database(tmp_path: 
     check_search(core, 300)
     core.close()
     assert saved_dtype(path) == INDEX_DTYPE
+
+
+def test_loading_one_index_holds_up_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting an index takes minutes at a million vectors: other data sources' indexes stay usable meanwhile,
+    and the one loading is handed out only behind its lock."""
+    indexes = VectorIndexes(tmp_path, HnswParams())
+    started, release = threading.Event(), threading.Event()
+    original = DataSourceIndex.load
+
+    def slow(self: DataSourceIndex) -> None:
+        if self.path.name == "ds_1.usearch":
+            started.set()
+            assert release.wait(60)
+        original(self)
+
+    monkeypatch.setattr(DataSourceIndex, "load", slow)
+    first = threading.Thread(target=indexes.get, args=(1, 8))
+    first.start()
+    try:
+        assert started.wait(60)
+        got: list[DataSourceIndex] = []
+        other = threading.Thread(target=lambda: got.append(indexes.get(2, 8)))
+        other.start()
+        other.join(60)
+        assert got and got[0].path.name == "ds_2.usearch"  # not held up by data source 1's load
+        loading = indexes.get(1, 8)
+        assert not loading.lock.acquire(blocking=False)  # still loading: its users wait on its lock
+    finally:
+        release.set()
+        first.join(60)
+    assert loading.lock.acquire(blocking=False)
+    loading.lock.release()

@@ -258,13 +258,25 @@ class VectorIndexes:
         self._lock = threading.Lock()
 
     def get(self, data_source_id: int, dim: int) -> DataSourceIndex:
+        """The data source's index, loaded on first use under its own lock (every user of an index takes it), so
+        that loading one (converting an older f32 index takes minutes at a million vectors) holds up no other."""
         with self._lock:
             idx = self._indexes.get(data_source_id)
-            if idx is None:
-                idx = DataSourceIndex(self.directory / f"ds_{data_source_id}.usearch", dim, self.params)
-                idx.load()
-                self._indexes[data_source_id] = idx
-            return idx
+            if idx is not None:
+                return idx
+            idx = DataSourceIndex(self.directory / f"ds_{data_source_id}.usearch", dim, self.params)
+            idx.lock.acquire()
+            self._indexes[data_source_id] = idx
+        try:
+            idx.load()
+        except BaseException:
+            with self._lock:
+                if self._indexes.get(data_source_id) is idx:
+                    del self._indexes[data_source_id]
+            raise
+        finally:
+            idx.lock.release()
+        return idx
 
     def save_all(self) -> None:
         with self._lock:
