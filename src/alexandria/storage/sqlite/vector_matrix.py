@@ -182,6 +182,14 @@ class VectorMatrix:
         pos = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
         return np.where(keys[pos] == ids, self.docs[rows[pos]], -1)
 
+    def live(self) -> IdArray:
+        """The live rows, in storage order."""
+        return np.flatnonzero(self.alive[: self.rows])
+
+    def vectors(self, rows: IdArray) -> tuple[IdArray, FloatArray]:
+        """The chunk ids and the vectors of the given rows."""
+        return self.keys[rows], np.ascontiguousarray(self._mat[rows])
+
     def scored(self, rows: IdArray, query: FloatArray) -> tuple[IdArray, FloatArray]:
         """The chunk ids of the given rows and their inner products with the query (cosines for unit vectors)."""
         rows = np.sort(rows)  # read in storage order
