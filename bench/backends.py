@@ -69,6 +69,10 @@ class KeywordOnlyEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return None
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         for i, t in enumerate(texts):

@@ -52,6 +52,10 @@ class ConstantEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return None
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), 8), dtype=np.float32)
         out[:, 0] = 1.0

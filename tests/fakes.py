@@ -50,6 +50,10 @@ class HashingEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return None
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.calls.append(len(texts))
         out = np.zeros((len(texts), self._dim), dtype=np.float32)

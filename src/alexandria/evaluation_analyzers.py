@@ -50,6 +50,10 @@ class KeywordOnlyEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self._model.tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return None
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         out[:, 0] = 1.0

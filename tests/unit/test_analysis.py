@@ -14,6 +14,7 @@ from alexandria.search.analysis import (
     MAX_QUERY_TERMS,
     arabic_stem,
     document_terms,
+    dominant_script,
     indexed_text,
     query_terms,
 )
@@ -156,3 +157,20 @@ def test_threads_stem_alike() -> None:
                 assert list(pool.map(document_terms, texts)) == expected
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_the_dominant_script_of_a_text_is_that_of_most_of_its_letters() -> None:
+    cases = {
+        "What is the role of p53 in apoptosis?": "LATIN",
+        "Wie heißt die Hauptstadt Österreichs?": "LATIN",
+        "中国的首都是哪里": "CJK",
+        "東京タワーはどこですか": "CJK",  # Han and kana together
+        "한국어 질문입니다": "CJK",
+        "ما هي عاصمة مصر؟": "ARABIC",
+        "Привет, мир": "CYRILLIC",
+        "שלום עולם": "HEBREW",
+        "COVID-19 患者的症状有哪些": "CJK",
+        "BRCA1 突变": "LATIN",  # five Latin letters against two Han characters
+        "12345 ?!": None,
+    }
+    assert {text: dominant_script(text) for text in cases} == cases

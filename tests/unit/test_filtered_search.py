@@ -246,3 +246,28 @@ def test_matrix_lookups_and_compaction(tmp_path: object, settings: Settings) -> 
     assert again.top(again.rows_of(ids), q, 7)[0].tolist() == want.tolist()
     again.add(np.array([99_999]), np.array([[5, 0, 0, 0]], dtype=np.float32), np.array([1]))  # copy-on-write
     assert again.top(again.rows_of(np.array([99_999, *kept])), q, 1)[0].tolist() == [99_999]
+
+
+class LatinOnly(HashingEmbedder):
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return frozenset({"LATIN"})
+
+
+def test_hybrid_candidates_say_whether_the_model_knows_the_querys_script(settings: Settings) -> None:
+    core = Core(settings)
+    core.embedders.register("fake", LatinOnly())
+    t = make_tenant(core, "w1")
+    for i, text in enumerate(["w1 w2 w3 mitochondria", "中国的首都 北京 w1", "عاصمة مصر القاهرة w2"]):
+        core.documents.upsert(t.ds, UpsertRequest(f"d{i}", Section(None, text, ())), T0)
+    verdicts = {q: core.search.candidates(t.ds, q, FilterSet(), 10).vector_applies
+                for q in ("mitochondria w1", "中国的首都", "عاصمة مصر", "42")}  # fmt: skip
+    assert verdicts == {"mitochondria w1": True, "中国的首都": False, "عاصمة مصر": False, "42": True}
+    # keyword alone ranks the foreign-script query under the default fusion: its one match comes first
+    hits = core.search.rank_chunks(t.ds, "中国的首都", SearchMode.HYBRID, FilterSet(), 3)
+    assert (
+        hits
+        and hits[0].keyword_score is not None
+        and hits[0].score == pytest.approx(hits[0].keyword_score / core.store.keyword_score_bound(t.ds, "中国的首都"))
+    )
+    core.close()

@@ -152,3 +152,16 @@ def test_agreement_is_the_significance_of_a_correlation() -> None:
     assert agreement(many, noisy) > agreement(few, noisy[:20])
     assert agreement(xs[:4], [1.0] * 4) == 0.0
     assert agreement([1.0, 2.0], [1.0, 2.0]) == 0.0
+
+
+def test_a_vector_signal_outside_its_models_scripts_gets_no_weight_unless_keyword_found_nothing() -> None:
+    keyword, vector = _informative(60, random.Random(5))
+    agreeing = _candidates(keyword, vector)
+    assert confidence_weight(agreeing) > 0.05  # the same lists, in a script the model knows: both count
+    foreign = Candidates(keyword, vector, agreeing.keyword_ranked, agreeing.vector_ranked, BOUND, False)
+    assert confidence_weight(foreign) == 0.0
+    assert _ranked(fuse(foreign, FusionSpec()))[:10] == _ranked(keyword)[:10]
+    nothing = Candidates({}, vector, [], agreeing.vector_ranked, 0.0, False)
+    assert _ranked(fuse(nothing, FusionSpec())) == _ranked(vector)  # vector alone beats no answer
+    # a request's own weights keep their meaning whatever the script (Dify's weighted score)
+    assert fuse(foreign, FusionSpec("confidence", 0.7)) == fuse(agreeing, FusionSpec("confidence", 0.7))

@@ -60,6 +60,7 @@ def test_protocols(model: MiniLMEmbedder, tok: WordPieceTokenizer) -> None:
     assert embedder.dim == 384
     assert embedder.max_tokens == 254
     assert embedder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert embedder.scripts == frozenset({"LATIN"})  # English-trained: no evidence on Chinese or Arabic queries
     assert tokenizer.count("hello world") == 2
 
 

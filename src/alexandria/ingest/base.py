@@ -48,6 +48,13 @@ class Embedder(Protocol):
     @property
     def tokenizer(self) -> Tokenizer: ...
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        """The writing systems the model was trained on, as Unicode script names (``LATIN``, ``CJK``, ``ARABIC``
+        ...: :func:`alexandria.search.analysis.dominant_script`); ``None``: any (a multilingual or unknown model).
+        Hybrid search gives no weight to the vector signal of a query written in a script outside these."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed ``texts``; returns an ``(len(texts), dim)`` float32 array of unit vectors."""
         ...

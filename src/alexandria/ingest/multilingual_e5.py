@@ -179,6 +179,10 @@ class E5Embedder:
     def tokenizer(self) -> SentencePieceTokenizer:
         return self._model.tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return None  # multilingual: about a hundred languages in their own scripts
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single string")

@@ -243,6 +243,19 @@ def _terms(word: str, kind: int, languages: tuple[str, ...]) -> list[str]:
     return [word]
 
 
+def dominant_script(text: str) -> str | None:
+    """The writing system of most of the text's letters, as the first word of their Unicode names (``LATIN``,
+    ``CYRILLIC``, ``ARABIC``, ``HEBREW``, ``GREEK``, ``DEVANAGARI`` ...), with Han, kana and hangul together as
+    ``CJK``; ``None`` when the text has no letter."""
+    counts: dict[str, int] = {}
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        script = "CJK" if _HAS_CJK.match(ch) else unicodedata.name(ch, "UNKNOWN").split(" ", 1)[0]
+        counts[script] = counts.get(script, 0) + 1
+    return max(counts, key=lambda s: (counts[s], s)) if counts else None
+
+
 def document_terms(text: str, cjk_bigrams: bool = True) -> list[str]:
     """Every term of a text, in order (repeats included: a term's frequency and the text's length are counted on
     this list). ``cjk_bigrams=False`` (CJK as single characters) is a variant ``alexandria eval`` compares."""

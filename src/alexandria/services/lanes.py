@@ -109,6 +109,10 @@ class _Wrapping:
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 
+    @property
+    def scripts(self) -> frozenset[str] | None:
+        return self.inner.scripts
+
 
 def _checked(texts: Sequence[str]) -> bool:
     """Whether ``texts`` holds any text (a bare string is refused: it is not a sequence of texts)."""

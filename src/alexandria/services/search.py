@@ -10,6 +10,7 @@ from alexandria.domain.filters import FilterSet
 from alexandria.domain.models import ChunkHit, DataSource, Document, DocumentHits, SearchMode
 from alexandria.errors import InvalidRequest
 from alexandria.search import fusion
+from alexandria.search.analysis import dominant_script
 from alexandria.services.embedders import EmbedderRegistry
 from alexandria.storage.base import ScoredId, SearchStore, StoredChunk
 
@@ -72,7 +73,8 @@ class SearchService:
 
     def candidates(self, ds: DataSource, query: str, filters: FilterSet, n: int) -> fusion.Candidates:
         """Hybrid candidates: each signal's top ``n`` chunks, every one with both scores, and the BM25 bound."""
-        vector = self.embedders.query(ds.embedder).embed([query])[0]
+        embedder = self.embedders.query(ds.embedder)
+        vector = embedder.embed([query])[0]
         kw = self.store.keyword_search(ds, query, filters, n)
         vec = self.store.vector_search(ds, vector, filters, n)
         kw_scores = {s.pk: s.score for s in kw}
@@ -81,7 +83,9 @@ class SearchService:
         kw_scores.update(self.store.keyword_scores(ds, query, [pk for pk in vec_scores if pk not in kw_scores]))
         vec_scores.update(self.store.vector_scores(ds, vector, [pk for pk in kw_scores if pk not in vec_scores]))
         bound = self.store.keyword_score_bound(ds, query) if kw else 0.0
-        return fusion.Candidates(kw_scores, vec_scores, [s.pk for s in kw], [s.pk for s in vec], bound)
+        script = dominant_script(query)
+        applies = embedder.scripts is None or script is None or script in embedder.scripts
+        return fusion.Candidates(kw_scores, vec_scores, [s.pk for s in kw], [s.pk for s in vec], bound, applies)
 
     def fuse(self, cands: fusion.Candidates, k: int, spec: fusion.FusionSpec | None = None) -> list[ChunkHit]:
         """The top-``k`` of hybrid candidates under a fusion (default: the server's)."""
