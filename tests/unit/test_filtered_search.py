@@ -271,3 +271,45 @@ def test_hybrid_candidates_say_whether_the_model_knows_the_querys_script(setting
         and hits[0].score == pytest.approx(hits[0].keyword_score / core.store.keyword_score_bound(t.ds, "中国的首都"))
     )
     core.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_resolved_filter_is_reused_only_while_nothing_changed(settings: Settings) -> None:
+    """The embedded store's filter memo: a repeated filter is resolved once, and any commit (a document's parents
+    changed here, or by another process's store on the same files) is seen by the very next search."""
+    core = open_core(settings)
+    t = make_tenant(core, "w1")
+    build(core, t.ds, 60, seed=7)
+    store = core.store
+    assert isinstance(store, SqliteStore)
+    flt = FilterSet((DocumentFilter(parents_in=("f1",)),))
+    query = core.embedders.get("fake").embed(["w1 w2 w3 w4"])[0]
+    resolved: list[int] = []
+    original = SqliteStore.candidate_documents
+
+    def counting(self: SqliteStore, ds: DataSource, filters: FilterSet) -> np.ndarray:
+        resolved.append(1)
+        return original(self, ds, filters)
+
+    SqliteStore.candidate_documents = counting  # type: ignore[method-assign]
+    try:
+        first = store.vector_search(t.ds, query, flt, 10_000)
+        assert store.vector_search(t.ds, query, flt, 10_000) == first
+        assert store.keyword_search(t.ds, "w1 w2 w3 w4", flt, 10_000) is not None
+        assert len(resolved) == 1  # one resolution for three searches
+        docs = store.documents_by_pk(list(range(1, 1_000)), with_text=False)
+        outside = next(d for d in docs.values() if "f1" not in d.parents)
+        assert core.documents.update_parents(t.ds, outside.document_id, (outside.document_id, "f1"), "f1")
+        after = {h.pk for h in store.vector_search(t.ds, query, flt, 10_000)}
+        assert len(resolved) == 2
+        mine = {c.pk for c in store.chunks_of_documents([outside.pk])}
+        assert mine and mine <= after and {h.pk for h in first} == after - mine
+        other = open_core(settings)  # another process's store on the same files
+        try:
+            assert other.documents.update_parents(t.ds, outside.document_id, (outside.document_id,), None)
+        finally:
+            other.close()
+        assert {h.pk for h in store.vector_search(t.ds, query, flt, 10_000)} == {h.pk for h in first}
+    finally:
+        SqliteStore.candidate_documents = original  # type: ignore[method-assign]
+    core.close()

@@ -20,6 +20,7 @@ from alexandria.search.analysis import query_terms
 from alexandria.search.ann import filtered_plan, unfiltered_plan, widened
 from alexandria.storage.base import ScoredId
 from alexandria.storage.sqlite.db import SqliteEngine
+from alexandria.storage.sqlite.filter_memo import FilterMemo
 from alexandria.storage.sqlite.keyword_index import DataSourceKeywords, KeywordIndexes
 from alexandria.storage.sqlite.metadata_sql import compile_metadata_filter
 from alexandria.storage.sqlite.vectors import DataSourceIndex, VectorIndexes
@@ -73,6 +74,7 @@ class SqliteSearch:
     vectors: VectorIndexes
     keywords: KeywordIndexes
     exact_max: int
+    filter_memo: FilterMemo
 
     def chunk_vectors(self, chunk_pks: Sequence[int], dim: int) -> tuple[list[int], Vectors]:
         raise NotImplementedError
@@ -103,11 +105,11 @@ class SqliteSearch:
     def _filtered_chunks(self, ds: DataSource, filters: FilterSet) -> list[int]:
         """The ids of the data source's chunks that pass the filters: the passing documents from SQL, their chunks
         from the exact matrix's document column (a binary search, not a join over every chunk row)."""
-        documents = self.candidate_documents(ds, filters)
         index = self._ensure_index(ds)
         with index.lock:
             if index.matrix_ok:
-                ids: list[int] = index.matrix.keys[index.matrix.rows_of_documents(documents)].tolist()
+                _, rows = self._filter_rows(ds, filters, index)
+                ids: list[int] = index.matrix.keys[rows].tolist()
                 return ids
         params: list[object] = [ds.id]
         where = compile_filters(filters, "d", params)
@@ -182,22 +184,42 @@ class SqliteSearch:
         )
         return np.fromiter((r[0] for r in cur), dtype=np.int64)
 
+    def _filter_rows(
+        self, ds: DataSource, filters: FilterSet, index: DataSourceIndex
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The documents passing the filters and their chunks' rows in the index's matrix (the caller holds the
+        index's lock), from :class:`FilterMemo` while nothing was committed and the matrix is unchanged."""
+        conn = self.engine.reader()
+        stamp = (id(conn), int(conn.execute("PRAGMA data_version").fetchone()[0]), index.matrix.generation)
+        key: tuple[int, FilterSet] | None = (ds.id, filters)
+        try:
+            found = self.filter_memo.get(key, stamp)
+        except TypeError:  # a filter holding an unhashable value: resolved every time
+            found, key = None, None
+        if found is not None:
+            return found
+        documents = self.candidate_documents(ds, filters)
+        rows = index.matrix.rows_of_documents(documents)
+        if key is not None:
+            self.filter_memo.put(key, stamp, documents, rows)
+        return documents, rows
+
     def vector_search(self, ds: DataSource, vector: Vectors, filters: FilterSet, k: int) -> list[ScoredId]:
         if k <= 0:
             return []
         query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
-        documents = None if filters.is_empty() else self.candidate_documents(ds, filters)
         index = self._ensure_index(ds)
         base_ef = self.vectors.params.expansion_search
         with index.lock:
             matrix = index.matrix
             size = len(index)
-            if documents is None:  # every chunk
-                rows = None
+            documents: npt.NDArray[np.int64] | None = None
+            rows: npt.NDArray[np.int64] | None = None
+            if filters.is_empty():  # every chunk
                 plan = unfiltered_plan(size, k, base_ef)
                 candidates = size
             else:
-                rows = matrix.rows_of_documents(documents)
+                documents, rows = self._filter_rows(ds, filters, index)
                 candidates = len(rows)
                 plan = filtered_plan(candidates, size, k, base_ef, self.exact_max)
             while not plan.exact:

@@ -20,6 +20,7 @@ from alexandria.storage.common.transfer import Transfer
 from alexandria.storage.database import Database
 from alexandria.storage.sqlite.chunk_index import SqliteChunkIndex
 from alexandria.storage.sqlite.db import SqliteEngine
+from alexandria.storage.sqlite.filter_memo import FilterMemo
 from alexandria.storage.sqlite.jobs import SqliteJobs
 from alexandria.storage.sqlite.keyword_index import KeywordIndexes
 from alexandria.storage.sqlite.keyword_upgrade import drop_fts5_tables
@@ -55,6 +56,7 @@ class SqliteStore(
         )
         self.keywords = KeywordIndexes(path.parent / "keyword")
         self.exact_max = settings.exact_search_max_candidates
+        self.filter_memo = FilterMemo()
         self.db = Database(self.engine)
         self.index = SqliteChunkIndex(self.db, self.vectors, self.keywords)
         drop_fts5_tables(self.engine, self.keywords)  # a data directory from before the tantivy index

@@ -16,6 +16,7 @@ shares the pages with the OS's cache; the first change copies the matrix into me
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -28,6 +29,7 @@ IdArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
 MIN_CAPACITY = 1024
+_GENERATIONS = itertools.count(1)
 
 
 class VectorMatrix:
@@ -44,6 +46,8 @@ class VectorMatrix:
         self._mapped = False  # _mat is the read-only mapping of the file
         self._by_key: tuple[IdArray, IdArray] | None = None  # sorted ids, their rows (live rows only)
         self._by_doc: tuple[IdArray, IdArray] | None = None  # sorted documents, their rows (live rows only)
+        # a process-wide unique stamp, new whenever rows are added, removed, renumbered or reloaded
+        self.generation = next(_GENERATIONS)
 
     # -- persistence -------------------------------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class VectorMatrix:
         self.alive = np.zeros(0, dtype=bool)
         self._mat, self._mapped = np.zeros((0, self.dim), dtype=np.float32), False
         self._by_key = self._by_doc = None
+        self.generation = next(_GENERATIONS)
 
     def delete_files(self) -> None:
         self.clear()
@@ -115,6 +120,7 @@ class VectorMatrix:
         self.alive = np.concatenate([self.alive[: self.rows], np.ones(n, dtype=bool)])
         self.rows += n
         self._by_key = self._by_doc = None
+        self.generation = next(_GENERATIONS)
 
     def remove(self, ids: IdArray) -> None:
         rows = self.rows_of(ids)
@@ -123,6 +129,7 @@ class VectorMatrix:
         self.alive[rows] = False
         self.dead += len(rows)
         self._by_key = self._by_doc = None
+        self.generation = next(_GENERATIONS)
         if self.dead >= max(MIN_CAPACITY, self.rows // 4):
             self._compact()
 
@@ -134,6 +141,7 @@ class VectorMatrix:
         self.alive = np.ones(len(keep), dtype=bool)
         self.rows, self.dead = len(keep), 0
         self._by_key = self._by_doc = None
+        self.generation = next(_GENERATIONS)
 
     # -- lookups -----------------------------------------------------------------------------------------------
 
