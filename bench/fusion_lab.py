@@ -77,9 +77,11 @@ def set_ndcg(captured: dict[str, Any], order_of: Callable[[fusion.Candidates], l
     return total / max(1, len(captured["queries"]))
 
 
-def by_score(fuser: Fuser) -> Callable[[fusion.Candidates], list[int]]:
+def by_score(fuser: Fuser, depth: int) -> Callable[[fusion.Candidates], list[int]]:
+    """Each query's candidates as the server gathers them (each signal's top ``depth``), ranked by ``fuser``."""
+
     def order(c: fusion.Candidates) -> list[int]:
-        fused = fuser(c)
+        fused = fuser(c.top(depth))
         return [pk for pk, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:CHUNKS_PER_QUERY]]
 
     return order
@@ -97,7 +99,7 @@ def fusers(extra: list[str]) -> dict[str, Fuser]:
     return out
 
 
-def score(cache: Path, extra: list[str]) -> None:
+def score(cache: Path, extra: list[str], depth: int) -> None:
     sets: dict[str, Any] = pickle.loads((cache / CAPTURE).read_bytes())
     chosen = fusers(extra)
     print(f"{'set':<14} {'keyword':>8} {'vector':>8} " + " ".join(f"{n[:18]:>18}" for n in chosen))
@@ -108,7 +110,7 @@ def score(cache: Path, extra: list[str]) -> None:
         vec = set_ndcg(captured, lambda c: list(c.vector_ranked))
         cells = []
         for label, fuser in chosen.items():
-            value = set_ndcg(captured, by_score(fuser))
+            value = set_ndcg(captured, by_score(fuser, depth))
             margin = value - max(kw, vec)
             worst[label] = min(worst[label], margin)
             mean[label] += value / len(sets)
@@ -125,12 +127,14 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--embedder", default=None)
     parser.add_argument("--variant", action="append", default=[], help="MODULE:FUNCTION, a Candidates -> scores")
+    parser.add_argument("--depth", type=int, default=Settings().hybrid_candidates,
+                        help="Each signal's top chunks fused (default: the server's hybrid_candidates).")  # fmt: skip
     args = parser.parse_args()
     cache = args.cache_dir or default_cache_dir()
     if args.command == "capture":
         capture(args.paths, cache, args.embedder)
     else:
-        score(cache, args.variant)
+        score(cache, args.variant, args.depth)
 
 
 if __name__ == "__main__":

@@ -29,15 +29,17 @@ TOPICS = [
 ]
 
 
-def make_set(root: Path, name: str, seed: int = 0) -> Path:
-    """Documents mixing one topic's words with filler; each query names two words of one topic."""
+def make_set(root: Path, name: str, seed: int = 0, distinct: bool = False) -> Path:
+    """Documents mixing one topic's words with filler; each query names two words of one topic. ``distinct``: each
+    document's filler is its own and of its own length, so that scores seldom tie."""
     rng = random.Random(seed)
     filler = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
     corpus, queries, qrels = [], [], []
     for t, topic in enumerate(TOPICS):
         words = topic.split()
         for d in range(3):
-            text = " ".join(rng.sample(words, 3) + rng.sample(filler, 4))
+            padding = [f"pad{t}x{d}x{i}" for i in range(rng.randint(2, 14))] if distinct else rng.sample(filler, 4)
+            text = " ".join(rng.sample(words, 3) + padding)
             corpus.append({"_id": f"d{t}-{d}", "title": "", "text": text})
         queries.append({"_id": f"q{t}", "text": " ".join(rng.sample(words, 2))})
         qrels += [f"q{t}\td{t}-{d}\t1" for d in range(3)]
@@ -127,3 +129,26 @@ def test_the_cache_key_follows_the_corpus_content_not_its_file_times(tmp_path: P
     assert runs.corpus_fingerprint(a) == runs.corpus_fingerprint(b)
     (b / "corpus.jsonl").write_text('{"_id": "d1", "title": "", "text": "ribosome"}\n')
     assert runs.corpus_fingerprint(a) != runs.corpus_fingerprint(b)
+
+
+def test_evals_hybrid_ranks_as_the_server_does(core: Core, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hybrid variant's documents are those the server's own hybrid search returns for the query (top 10, the
+    server's candidate depth), whatever eval's deeper lists for keyword and vector alone."""
+    monkeypatch.setattr(core.settings, "hybrid_candidates", 10)  # shallower than the tiny set: the depth matters
+    from alexandria.domain.filters import FilterSet
+    from alexandria.domain.models import SearchMode
+    from alexandria.evaluation import load_beir
+
+    directory = make_set(tmp_path / "sets", "tiny", seed=3, distinct=True)
+    data = load_beir(directory)
+    ds = runs.cached_data_source(core, directory, data, "fake", tmp_path / "cache")
+    chosen = runs.variants(["hybrid"], [FusionSpec()], ["fake"])
+    qids = sorted(data.qrels)
+    got = runs.run_queries(core, ds, data, qids, chosen, False)["hybrid:confidence"]
+    for qid in qids:
+        hits = core.search.rank_chunks(ds, data.queries[qid], SearchMode.HYBRID, FilterSet(), 10)
+        docs = core.search.documents_by_pk([h.document_pk for h in hits])
+        # up to chunks tied at the 10th score (the hashing vectors of unrelated texts all score 0)
+        untied = [h for h in hits if h.score != hits[-1].score]
+        server = list(dict.fromkeys(docs[h.document_pk].document_id for h in untied))
+        assert len(server) >= 3 and got[qid][: len(server)] == server, qid

@@ -313,3 +313,32 @@ def test_a_resolved_filter_is_reused_only_while_nothing_changed(settings: Settin
     finally:
         SqliteStore.candidate_documents = original  # type: ignore[method-assign]
     core.close()
+
+
+def test_deeper_candidates_narrowed_are_the_candidates_of_a_shallower_search(settings: Settings) -> None:
+    """``Candidates.top(n)`` (what ``alexandria eval`` fuses from its 300-deep lists) is what a search ``n`` deep
+    gathers, scores included (up to the order of chunks tied at the n-th score), so eval's hybrid is the server's."""
+    core = open_core(settings)
+    t = make_tenant(core, "w1")
+    build(core, t.ds, 160, seed=9)
+    rng = random.Random(10)
+    for _ in range(5):
+        words = " ".join(rng.sample(VOCAB, 5))
+        deep, shallow = (
+            core.search.candidates(t.ds, words, FilterSet(), 300),
+            core.search.candidates(t.ds, words, FilterSet(), 20),
+        )
+        narrowed = deep.top(20)
+        for ranked, scores in (("keyword_ranked", "keyword"), ("vector_ranked", "vector")):
+            want, got = getattr(shallow, ranked), getattr(narrowed, ranked)
+            assert len(want) == len(got)
+            last = getattr(shallow, scores)[want[-1]] if want else None
+            untied = [k for k in want if getattr(shallow, scores)[k] != last]
+            assert got[: len(untied)] == untied
+        common = set(shallow.ids()) & set(narrowed.ids())
+        assert len(common) >= len(shallow.ids()) - 4
+        for k in common:
+            assert shallow.keyword.get(k) == pytest.approx(narrowed.keyword.get(k))
+            assert shallow.vector[k] == pytest.approx(narrowed.vector[k])
+        assert (narrowed.keyword_bound, narrowed.vector_applies) == (shallow.keyword_bound, shallow.vector_applies)
+    core.close()

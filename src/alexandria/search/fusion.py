@@ -13,10 +13,12 @@ THIS query (:func:`confidence_weight`):
    for the vector signal scaled down when that gap is under 0.2 in cosine (a flat top list: e.g. an English model
    on Arabic text gives every chunk a similar, high cosine);
 2. agreement: the t statistic of the correlation between BM25 (0 without a match) and cosine over the chunks
-   keyword search ranks, and over those vector search ranks; the larger counts. When it is not significant (t ≤ 2,
-   about p 0.05) the signals disagree and at most one carries evidence: the less confident one is dropped (weight
-   0); it counts fully from t ≥ 4, in proportion between (3 and 5 gave the same worst case over the dev sets and
-   0.008 less on covidfaq-en: `bench/fusion_lab.py`);
+   keyword search ranks, and over those vector search ranks (each signal's top 100, the server's
+   ``hybrid_candidates``); the larger counts. When the correlation is not positive (t ≤ 0) the signals disagree
+   and at most one carries evidence: the less confident one is dropped (weight 0); it counts fully from t ≥ 2
+   (about p 0.05), in proportion between. Over the eight dev sets at that depth (`bench/fusion_lab.py`): t 0-2
+   worst case +0.000 and mean 0.7255; t 1-3 -0.005 / 0.7243, t 2-4 -0.010 / 0.7228, t 3-5 worse still (the t of a
+   given correlation grows with the square root of the list's length: thresholds hold for one depth);
 3. each signal standardised by its top list's spread: ``λ_s ∝ confidence_s / spread_s`` (scaled to sum to 1), so
    the ranking is that of a confidence-weighted sum of z-scores, and the fused score stays a calibrated [0, 1] value
    (what Dify reports; a request's own weights replace the λ).
@@ -43,8 +45,8 @@ FusionMethod = Literal["confidence", "convex", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("confidence", "convex", "rrf")
 CONFIDENCE_DEPTH = 50  # each signal's top list whose spread standardises it and measures its confidence
 COSINE_GAP = 0.2  # a best cosine this far above its top list's mean counts fully; a flatter top list proportionally
-AGREEMENT_NONE = 2.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
-AGREEMENT_FULL = 4.0  # ... and from which it counts fully (in between, in proportion)
+AGREEMENT_NONE = 0.0  # t statistic of the signals' correlation at or below which the weaker signal is dropped
+AGREEMENT_FULL = 2.0  # ... and from which it counts fully (in between, in proportion)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ class Candidates:
 
     def ids(self) -> list[int]:
         return sorted(set(self.keyword) | set(self.vector))
+
+    def top(self, n: int) -> Candidates:
+        """The candidates a search ``n`` deep would have gathered: each signal's top ``n`` and their union, each
+        with both scores (a deeper search computed them all)."""
+        kw, vec = list(self.keyword_ranked[:n]), list(self.vector_ranked[:n])
+        keep = set(kw) | set(vec)
+        return Candidates(
+            {k: s for k, s in self.keyword.items() if k in keep},
+            {k: s for k, s in self.vector.items() if k in keep},
+            kw,
+            vec,
+            self.keyword_bound,
+            self.vector_applies,
+        )
 
     @property
     def bound(self) -> float:

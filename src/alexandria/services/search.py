@@ -65,7 +65,11 @@ class SearchService:
             vector = self.embedders.query(ds.embedder).embed([query])[0]
             vec = self.store.vector_search(ds, vector, filters, k)
             return self._hits(vec, vector={s.pk: s.score for s in vec})
-        return self.fuse(self.candidates(ds, query, filters, max(self.settings.hybrid_candidates, k)), k, fusion_spec)
+        return self.fuse(self.candidates(ds, query, filters, self.hybrid_depth(k)), k, fusion_spec)
+
+    def hybrid_depth(self, k: int) -> int:
+        """How many of each signal's best chunks a hybrid top-``k`` search fuses."""
+        return max(self.settings.hybrid_candidates, k)
 
     def default_fusion(self) -> fusion.FusionSpec:
         alpha = self.settings.hybrid_alpha if self.settings.fusion == "convex" else None
