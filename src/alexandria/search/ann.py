@@ -34,7 +34,8 @@ def hnsw_ef(base: int, k: int, size: int) -> int:
 # needs, and never under ``exact_max`` (the configured limit below which search is always exact: recall 1.0).
 # Post-filtered HNSW needs a deep, accurate fetch: at 1M under a 10% filter (k 10), fetch 214 / ef 1,690 gave recall@10
 # 0.944, 214 / 3,500 0.977, 420 / 2,500 0.982, 420 / 3,500 0.991 (`bench/ann_recall.py`).
-OVERSAMPLE = 4.0  # fetch this many times the results the filter's share leaves k of, in expectation
+# at 1M over HTTP (`bench/scale.py`, i8 graph rescored exactly), a 10% tag with 4 gave recall@10 0.975-0.977
+OVERSAMPLE = 6.0  # fetch this many times the results the filter's share leaves k of, in expectation
 EF_PER_FETCH = 6  # ... with an ef of at least this many times the fetch (up to EF_CEILING)
 EXACT_PER_EF = 5  # exact is cheaper than an HNSW search of ef ``e`` up to this many candidates per unit of ef
 WIDEN = 4  # when fewer than k results survive the filter, fetch this many times more (then go exact)
