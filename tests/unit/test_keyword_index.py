@@ -247,3 +247,24 @@ def test_store_filtered_keyword_search_is_exact(
                 else got == []
             )
     core.close()
+
+
+def test_chunks_tied_at_the_cut_are_chosen_by_id_whatever_the_indexs_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many chunks with the same text tie; the top k are those with the lowest ids, whether the index was built in
+    one commit or one chunk at a time (segments in another order), filtered or not."""
+    rows = [(pk, "mitochondria produce energy" if pk % 3 else "ribosomes build proteins") for pk in range(1, 301)]
+    one = DataSourceKeywords(tmp_path / "one")
+    one.rebuild(rows, version=1)
+    many = DataSourceKeywords(tmp_path / "many")
+    many.rebuild([], version=0)
+    for i, row in enumerate(reversed(rows), start=1):
+        many.apply([], [row], version=i)
+    monkeypatch.setattr(keyword_index, "TERM_SET_MAX", 10)  # a filter's candidates: oversampled, post-filtered
+    terms = query_terms("mitochondria energy")
+    tied = sorted(pk for pk, text in rows if text.startswith("mito"))
+    for index in (one, many):
+        assert [pk for pk, _ in index.search(terms, 10)] == tied[:10]
+        allowed = [pk for pk in tied if pk % 2]
+        assert [pk for pk, _ in index.search_within(terms, 5, allowed)] == allowed[:5]

@@ -300,6 +300,17 @@ class DataSourceKeywords:
         ids = searcher.fast_field_values(ID, [address for _, address in hits])
         return [(int(pk or 0), float(score)) for (score, _), pk in zip(hits, ids, strict=True)]
 
+    @classmethod
+    def _run_through_ties(cls, searcher: tantivy.Searcher, query: Query, limit: int) -> list[tuple[int, float]]:
+        """The best ``limit`` hits, and every hit tied with the last of them: which of several chunks tied at the
+        cut tantivy keeps depends on its segments, so the set is closed under ties and the caller's ranking (ties
+        by chunk id) is the same however the index was built (in bulk, one document at a time, compacted)."""
+        while True:
+            hits = cls._run(searcher, query, limit + 1)
+            if len(hits) <= limit or hits[limit][1] < hits[limit - 1][1]:
+                return hits[:limit]
+            limit *= 2
+
     @staticmethod
     def _ranked(hits: Iterable[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
@@ -308,7 +319,7 @@ class DataSourceKeywords:
         """The ``k`` best chunks by BM25 for an OR of ``terms``: ``(id, score)``, best first."""
         if not terms or k <= 0:
             return []
-        return self._ranked(self._run(self.searcher(), self._terms_query(terms), k), k)
+        return self._ranked(self._run_through_ties(self.searcher(), self._terms_query(terms), k), k)
 
     def scores(self, terms: Sequence[str], chunk_pks: Sequence[int]) -> list[tuple[int, float]]:
         """BM25 of exactly these chunks (those matching no term are left out)."""
@@ -333,7 +344,7 @@ class DataSourceKeywords:
         total = max(int(searcher.num_docs), 1)
         want = min(total, math.ceil(k * total / len(allowed) * 2) + k)
         while True:
-            hits = self._run(searcher, query, want)
+            hits = self._run_through_ties(searcher, query, want)
             kept = [h for h in hits if h[0] in allowed]
             if len(kept) >= k or len(hits) < want:  # k survived, or every match was seen
                 return self._ranked(kept, k)
