@@ -342,3 +342,18 @@ def test_deeper_candidates_narrowed_are_the_candidates_of_a_shallower_search(set
             assert shallow.vector[k] == pytest.approx(narrowed.vector[k])
         assert (narrowed.keyword_bound, narrowed.vector_applies) == (shallow.keyword_bound, shallow.vector_applies)
     core.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_matrix_top_breaks_ties_by_id_whatever_the_row_order(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ids = np.arange(1, 401, dtype=np.int64)
+    vecs = np.tile(np.array([[0.6, 0.8, 0.0, 0.0]], dtype=np.float32), (400, 1))
+    vecs[ids % 5 == 0] = [1.0, 0.0, 0.0, 0.0]  # 80 ids score higher; the other 320 all tie
+    q = np.array([1, 0, 0, 0], dtype=np.float32)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(400)
+        m = VectorMatrix(settings.data_dir / f"t{seed}.f32.npy", 4)
+        m.add(ids[order], vecs[order], ids[order])
+        got, _ = m.top(m.rows_of(ids), q, 100)
+        assert got.tolist() == [*range(5, 401, 5), *[i for i in range(1, 401) if i % 5][:20]]

@@ -209,8 +209,9 @@ class VectorMatrix:
     def top(self, rows: IdArray, query: FloatArray, k: int) -> tuple[IdArray, FloatArray]:
         """The ``k`` best of the given rows by inner product, best first (ties by chunk id): ids and scores."""
         ids, scores = self.scored(rows, query)
-        if len(ids) > k:
-            part = np.argpartition(-scores, k - 1)[:k]
-            ids, scores = ids[part], scores[part]
-        order = np.lexsort((ids, -scores))
+        if len(ids) > k:  # the k best and every row tied with the k-th, so that ties go by id, not by row order
+            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            keep = np.flatnonzero(scores >= kth)
+            ids, scores = ids[keep], scores[keep]
+        order = np.lexsort((ids, -scores))[:k]
         return ids[order], scores[order]
