@@ -17,49 +17,13 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from alexandria.config import Settings
 from alexandria.domain.models import SearchMode
 from alexandria.evaluation import BeirSet, ingest_corpus, load_beir, metrics, rank_documents
-from alexandria.ingest.base import Tokenizer, Vectors
-from alexandria.ingest.embedders import MINILM_MAX_SEQ_LENGTH, load_default_tokenizer
+from alexandria.evaluation_analyzers import keyword_only_embedder
 from alexandria.services.core import Core
-
-
-class ConstantEmbedder:
-    """MiniLM's tokenizer and input length (so chunks are those of the real model), one constant unit vector."""
-
-    def __init__(self) -> None:
-        self._tokenizer = load_default_tokenizer()
-
-    @property
-    def name(self) -> str:
-        return "constant"
-
-    @property
-    def dim(self) -> int:
-        return 8
-
-    @property
-    def max_tokens(self) -> int:
-        return MINILM_MAX_SEQ_LENGTH - 2
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self._tokenizer
-
-    @property
-    def scripts(self) -> frozenset[str] | None:
-        return None
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        out = np.zeros((len(texts), 8), dtype=np.float32)
-        out[:, 0] = 1.0
-        return out
 
 
 def sampled(data: BeirSet, max_queries: int | None) -> BeirSet:
@@ -74,10 +38,10 @@ def evaluate_set(directory: Path, database_url: str | None, max_queries: int | N
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="kw-eval-")), database_url=database_url)
     core = Core(settings)
     try:
-        core.embedders.register("constant", ConstantEmbedder())
+        constant = keyword_only_embedder(core, core.embedders.default_name())  # the model's chunks, no embedding
         ws, _ = core.catalog.ensure_workspace("eval")
         name = f"kw-{directory.resolve().name}-{int(time.time() * 1000)}"
-        ds = core.catalog.create_data_source(ws, name, embedder="constant")
+        ds = core.catalog.create_data_source(ws, name, embedder=constant)
         t0 = time.perf_counter()
         ingest_corpus(core, ds, data, 1)
         ingest_s = time.perf_counter() - t0
